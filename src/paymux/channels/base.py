@@ -1,0 +1,132 @@
+"""The contract every channel adapter implements, and the outcome taxonomy it maps into.
+
+Adapters live under ``adapters/<name>/`` and register a factory in the ``paymux.channels``
+entry-point group. The factory receives the channel's settings mapping (from
+``config/channels.toml`` / environment) and returns an object satisfying :class:`Channel`.
+Nothing in ``paymux`` imports an adapter directly.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class PayeeType(enum.StrEnum):
+    ALIPAY_ACCOUNT = "alipay_account"
+    WECHAT_OPENID = "wechat_openid"
+    BANK_CARD = "bank_card"
+
+
+class Outcome(enum.StrEnum):
+    """What a channel said about a transfer, already mapped into Paymux's taxonomy."""
+
+    SUCCEEDED = "succeeded"  # money moved to the payee
+    FAILED = "failed"  # definitive: the channel says no money moved
+    PROCESSING = "processing"  # accepted or unknown: resolve by query or callback, never resend
+    RETURNED = "returned"  # paid, then bounced back by the payee's bank (退票)
+    NOT_FOUND = "not_found"  # query only: the channel has no order under this reference
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOrder:
+    """What an adapter needs to send (or query) one transfer. Amounts are integer fen."""
+
+    reference: str  # our channel reference: out_biz_no / out_bill_no, alphanumeric, <= 32 chars
+    amount: int  # minor units (fen)
+    currency: str  # ISO 4217, "CNY"
+    payee_type: PayeeType
+    payee_account: str
+    payee_name: str | None = None
+    description: str | None = None
+    notify_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelResult:
+    """A channel's answer to a send or a query, mapped into the outcome taxonomy."""
+
+    outcome: Outcome
+    channel_order_id: str | None = None  # the channel's own id (order_id / transfer_bill_no)
+    failure_code: str | None = None  # channel's code, e.g. PAYEE_NOT_EXIST
+    failure_message: str | None = None
+    raw_status: str | None = None  # the channel's own status word, for audit
+    raw: Mapping[str, Any] = field(default_factory=dict)  # parsed response node, for audit
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified (and, for WeChat, decrypted) asynchronous notification from a channel."""
+
+    reference: str  # our channel reference
+    outcome: Outcome
+    channel_order_id: str | None
+    amount: int | None  # fen, as the channel states it (for cross-checking)
+    currency: str | None
+    channel_account: str | None  # app_id / mchid the notification is addressed to
+    failure_code: str | None = None
+    failure_message: str | None = None
+    raw_status: str | None = None
+    notification_id: str | None = None  # channel's notify id, for audit and dedupe
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The acknowledgement a channel expects from a notification receiver."""
+
+    status_code: int
+    body: bytes
+    content_type: str
+
+
+class ChannelError(Exception):
+    """Base for adapter errors that escape to Paymux."""
+
+
+class InvalidSignature(ChannelError):  # noqa: N818 - the name says what failed
+    """A response or notification whose signature (or decryption) did not verify."""
+
+
+class MalformedNotification(ChannelError):
+    """A notification that verified but cannot be understood."""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """One payout channel. Implementations must be safe to share across tasks."""
+
+    name: str  # entry-point name: "alipay", "wechat"
+    account_id: str  # our account at the channel (Alipay app_id, WeChat mchid)
+    payee_types: frozenset[PayeeType]  # payee types this channel can pay
+
+    async def send(self, order: TransferOrder) -> ChannelResult:
+        """Send a transfer once (retrying only before acceptance, same reference).
+
+        Never raises for channel-side problems: a definitive refusal is FAILED, anything
+        whose outcome was not seen (timeout after send, 5xx, system busy, a response whose
+        signature does not verify) is PROCESSING.
+        """
+        ...
+
+    async def query(self, order: TransferOrder) -> ChannelResult:
+        """Ask the channel for the state of ``order.reference``.
+
+        Returns NOT_FOUND when the channel has no such order, PROCESSING when unknown.
+        """
+        ...
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify (and decrypt) a notification. Raises InvalidSignature or
+        MalformedNotification; never returns an unverified notification."""
+        ...
+
+    def notification_ack(self, ok: bool) -> Ack:
+        """The answer the channel expects: ``ok`` stops its resending."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connection pools."""
+        ...
