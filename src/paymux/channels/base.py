@@ -86,7 +86,7 @@ class ChannelError(Exception):
     """Base for adapter errors that escape to Paymux."""
 
 
-class InvalidSignature(ChannelError):  # noqa: N818 - the name says what failed
+class InvalidSignature(ChannelError):
     """A response or notification whose signature (or decryption) did not verify."""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class RetryableBeforeAcceptance(Exception):  # noqa: N818 - a signal, not a failure
+class RetryableBeforeAcceptance(Exception):
     """The channel refused before accepting (connection refused, 429, explicit retry).
 
     Adapters raise this inside their tenacity-wrapped call; it is safe to resend under the

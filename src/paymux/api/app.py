@@ -1,0 +1,63 @@
+"""The FastAPI application and its lifecycle (gateway wiring and background loops)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from fastapi import FastAPI
+
+from paymux import __version__
+from paymux.api import balances, callbacks, merchants, ops, problems, transfers
+from paymux.service.bootstrap import build_gateway, close_gateway
+from paymux.service.gateway import Gateway
+from paymux.service.merchants import MerchantAuth
+from paymux.service.sync import run_sync_loop
+from paymux.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[Gateway, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def background_loops(settings: Settings) -> list[Loop]:
+    loops: list[Loop] = []
+    if settings.sync_enabled:
+        loops.append(run_sync_loop)
+    return loops
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gw = await build_gateway(settings, migrate=settings.auto_migrate)
+        app.state.gateway = gw
+        app.state.merchant_auth = MerchantAuth(gw)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(loop(gw, stop)) for loop in background_loops(settings)]
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+            await close_gateway(gw)
+
+    app = FastAPI(
+        title="Paymux",
+        version=__version__,
+        summary="One transfer API over Alipay and WeChat Pay, with an exact ledger.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (transfers, balances, merchants, callbacks, ops):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,85 @@
+"""Operator endpoints: merchants and their top-ups (admin key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from paymux.api.auth import Caller, admin_caller, gateway
+from paymux.api.bodies import body_schema, read_model
+from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
+from paymux.api.schemas import MerchantCreate, TopupCreate
+from paymux.service import balances as bal
+from paymux.service import merchants as svc
+
+router = APIRouter(prefix="/v1/merchants", tags=["operators"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=body_schema(MerchantCreate),
+    summary="Create a merchant; its secret key is shown once",
+)
+async def create_merchant(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+    body, _data = await read_model(request, MerchantCreate)
+    row, secret = await svc.create_merchant(gateway(request), body.name)
+    return json_response(201, {**svc.merchant_view(row), "secret_key": secret})
+
+
+@router.get("", summary="List merchants")
+async def list_merchants(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+    rows = await svc.list_merchants(gateway(request))
+    return json_response(
+        200,
+        {
+            "object": "list",
+            "data": [svc.merchant_view(r) for r in rows],
+            "has_more": False,
+            "next_cursor": None,
+        },
+    )
+
+
+@router.post(
+    "/{merchant_id}/topups",
+    status_code=201,
+    openapi_extra=body_schema(TopupCreate),
+    summary="Credit a merchant's prefunded balance (requires Idempotency-Key)",
+)
+async def create_topup(
+    merchant_id: str, request: Request, _: Caller = Depends(admin_caller)
+) -> Response:
+    gw = gateway(request)
+    key = idempotency_key(request)
+    body, _data = await read_model(request, TopupCreate)
+
+    async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
+        result = await bal.create_topup(
+            gw,
+            merchant_id,
+            amount=body.amount,
+            currency=body.currency,
+            description=body.description,
+            idempotency_key=key,
+            fingerprint=fp,
+        )
+        return 201, bal.topup_view(result.row), result.replayed
+
+    return await run_idempotent(
+        gw, f"ops-{merchant_id}", key, body.model_dump(mode="json"), handler
+    )
+
+
+@router.get("/{merchant_id}/balance", summary="A merchant's balance (operators)")
+async def merchant_balance(
+    merchant_id: str, request: Request, _: Caller = Depends(admin_caller)
+) -> Response:
+    gw = gateway(request)
+    if not await svc.merchant_exists(gw, merchant_id):
+        from paymux.service.errors import NotFound  # noqa: PLC0415
+
+        raise NotFound(f"no merchant {merchant_id}")
+    return json_response(200, await bal.balance(gw, merchant_id, "CNY"))

@@ -1,0 +1,98 @@
+"""Health, readiness, metrics, and the operators' fee schedule endpoints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from paymux.api.auth import Caller, admin_caller, gateway
+from paymux.api.bodies import body_schema, read_model
+from paymux.api.idempotent import json_response
+from paymux.api.problems import problem
+from paymux.api.schemas import FeeRuleCreate
+from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
+from paymux.service.errors import InvalidRequest
+from paymux.service.feebook import FeeBook, entry_view
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: database and Redis reachable")
+async def readyz(request: Request) -> Response:
+    gw = gateway(request)
+    checks: dict[str, str] = {}
+    try:
+        await gw.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # reported, never raised: this endpoint must answer
+        checks["database"] = type(exc).__name__
+    try:
+        await gw.redis.ping()  # type: ignore[misc]
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = type(exc).__name__
+    if all(v == "ok" for v in checks.values()):
+        return json_response(200, {"status": "ready", "checks": checks})
+    return problem(503, "not_ready", "Not ready", "a dependency is unreachable", checks=checks)
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics_endpoint(_: Caller = Depends(admin_caller)) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/fee_schedule", tags=["operators"], summary="Every fee and cost rule")
+async def get_fee_schedule(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+    gw = gateway(request)
+    entries = await gw.feebook.entries()
+    return json_response(
+        200,
+        {
+            "object": "fee_schedule",
+            "rounding": gw.feebook.rounding.value,
+            "data": [entry_view(e) for e in entries],
+        },
+    )
+
+
+@router.post(
+    "/v1/fee_schedule/rules",
+    status_code=201,
+    tags=["operators"],
+    openapi_extra=body_schema(FeeRuleCreate),
+    summary="Add a versioned fee or cost rule, effective now or later",
+)
+async def add_fee_rule(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+    gw = gateway(request)
+    body, _data = await read_model(request, FeeRuleCreate)
+    now = gw.clock()
+    effective = body.effective_at or now
+    if effective.tzinfo is None:
+        raise InvalidRequest("effective_at needs a UTC offset")
+    try:
+        entry = FeeScheduleEntry(
+            kind=FeeKind(body.kind),
+            channel=body.channel,
+            payee_type=body.payee_type,
+            rule=FeeRule(
+                bps=Decimal(body.bps), fixed=body.fixed, minimum=body.minimum, maximum=body.maximum
+            ),
+            effective_at=effective,
+            merchant_id=body.merchant_id,
+        )
+    except FeeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    async with gw.db.write() as conn:
+        version = await FeeBook.add(conn, entry, now=now)
+    gw.feebook.invalidate()
+    view = entry_view(entry)
+    view["version"] = version
+    return json_response(201, {"object": "fee_rule", **view})

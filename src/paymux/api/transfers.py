@@ -1,0 +1,113 @@
+"""/v1/transfers: create (idempotent), quote, read, list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from paymux.api.auth import Caller, any_caller, gateway, merchant_caller
+from paymux.api.bodies import body_schema, read_model
+from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
+from paymux.api.pagination import Cursor, Limit, aware, page
+from paymux.api.schemas import TransferCreate
+from paymux.service import transfers as svc
+from paymux.service.views import transfer_view
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+
+def _new(body: TransferCreate) -> svc.NewTransfer:
+    return svc.NewTransfer(
+        amount=body.amount,
+        currency=body.currency,
+        payee_type=body.payee.type,
+        payee_account=body.payee.account,
+        payee_name=body.payee.name,
+        channel=body.channel,
+        description=body.description,
+        metadata=body.metadata or {},
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=body_schema(TransferCreate),
+    summary="Create a transfer (requires Idempotency-Key)",
+)
+async def create_transfer(request: Request, caller: Caller = Depends(merchant_caller)) -> Response:
+    gw = gateway(request)
+    key = idempotency_key(request)
+    body, _ = await read_model(request, TransferCreate)
+    merchant_id = caller.merchant_id
+    assert merchant_id is not None
+
+    async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
+        created = await svc.create_transfer(gw, merchant_id, key, fp, _new(body))
+        return 201, transfer_view(created.row), created.replayed
+
+    return await run_idempotent(gw, merchant_id, key, body.model_dump(mode="json"), handler)
+
+
+@router.post(
+    "/quote",
+    openapi_extra=body_schema(TransferCreate),
+    summary="The fee a transfer would cost, without moving money",
+)
+async def quote_transfer(request: Request, caller: Caller = Depends(merchant_caller)) -> Response:
+    gw = gateway(request)
+    body, _ = await read_model(request, TransferCreate)
+    assert caller.merchant_id is not None
+    channel, fq = await svc.quote_for(gw, caller.merchant_id, _new(body), gw.clock())
+    return json_response(
+        200,
+        {
+            "object": "quote",
+            "amount": body.amount,
+            "currency": body.currency,
+            "channel": channel,
+            "fee": fq.fee,
+            "total": body.amount + fq.fee,
+            "rounding": fq.rounding.value,
+        },
+    )
+
+
+@router.get("/{transfer_id}", summary="Retrieve a transfer")
+async def get_transfer(
+    transfer_id: str, request: Request, caller: Caller = Depends(any_caller)
+) -> Response:
+    row = await svc.get_transfer(gateway(request), transfer_id, caller.merchant_id)
+    return json_response(200, transfer_view(row, operator=caller.is_admin))
+
+
+@router.get("", summary="List transfers, newest first")
+async def list_transfers(
+    request: Request,
+    caller: Caller = Depends(any_caller),
+    status: Literal["pending", "processing", "succeeded", "failed", "returned"] | None = None,
+    channel: str | None = Query(None, max_length=32),
+    created_gte: datetime | None = Query(None, description="Created at or after (ISO 8601)"),
+    created_lt: datetime | None = Query(None, description="Created before (ISO 8601)"),
+    merchant_id: str | None = Query(None, description="Operators only: one merchant"),
+    limit: int = Limit,
+    cursor: str | None = Cursor,
+) -> Response:
+    rows, more = await svc.list_transfers(
+        gateway(request),
+        svc.TransferFilter(
+            merchant_id=caller.merchant_id if not caller.is_admin else merchant_id,
+            status=status,
+            channel=channel,
+            created_gte=aware(created_gte, "created_gte"),
+            created_lt=aware(created_lt, "created_lt"),
+            starting_after=cursor,
+            limit=limit,
+        ),
+    )
+    return json_response(
+        200, page([transfer_view(r, operator=caller.is_admin) for r in rows], more)
+    )

@@ -1,0 +1,21 @@
+"""Operator-facing counters, exposed in Prometheus text format at ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+transfers_created = Counter("paymux_transfers_created", "Transfers created", ["channel"])
+transfer_transitions = Counter(
+    "paymux_transfer_transitions", "Transfer status changes", ["channel", "status"]
+)
+channel_notifications = Counter(
+    "paymux_channel_notifications", "Channel notifications by result", ["channel", "result"]
+)
+operator_alerts = Counter(
+    "paymux_operator_alerts",
+    "Events an operator must look at (mismatched notifications, late contradicting outcomes)",
+    ["kind"],
+)
+sync_queries = Counter("paymux_sync_queries", "Channel queries made by the sync loop", ["channel"])
+channel_calls = Counter("paymux_channel_calls", "Outbound channel calls", ["channel", "kind"])
+webhook_attempts = Counter("paymux_webhook_attempts", "Webhook delivery attempts", ["ok"])

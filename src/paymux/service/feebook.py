@@ -1,0 +1,119 @@
+"""The fee schedule in force: the config file's entries plus the admin API's, cached.
+
+Config entries are version 0; rules added through the API are stored with their effective
+time and take their row id as version, so a change never rewrites history: a transfer keeps
+the fee frozen on it at creation, and a quote at any instant is reproducible.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paymux.domain.fees import (
+    FeeKind,
+    FeeQuote,
+    FeeRule,
+    FeeScheduleEntry,
+    Rounding,
+    load_schedule,
+    quote,
+    schedule_rounding,
+)
+from paymux.store.db import Database
+from paymux.store.tables import fee_rules
+
+
+class FeeBook:
+    def __init__(self, db: Database, config: dict[str, Any], *, refresh_seconds: float = 5.0):
+        self._db = db
+        self._base = load_schedule(config)
+        self.rounding: Rounding = schedule_rounding(config)
+        self._stored: list[FeeScheduleEntry] = []
+        self._loaded_at = -1e9
+        self._refresh_seconds = refresh_seconds
+
+    async def entries(self) -> list[FeeScheduleEntry]:
+        # Other replicas may add rules; a short-lived cache keeps the hot path off the DB.
+        if time.monotonic() - self._loaded_at > self._refresh_seconds:
+            await self.reload()
+        return self._base + self._stored
+
+    async def reload(self) -> None:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(fee_rules).order_by(fee_rules.c.id))).mappings()
+            self._stored = [_entry(r) for r in rows]
+        self._loaded_at = time.monotonic()
+
+    async def quote(
+        self, *, merchant_id: str, channel: str, payee_type: str, amount: int, at: datetime
+    ) -> FeeQuote:
+        return quote(
+            await self.entries(),
+            merchant_id=merchant_id,
+            channel=channel,
+            payee_type=payee_type,
+            amount=amount,
+            at=at,
+            rounding=self.rounding,
+        )
+
+    @staticmethod
+    async def add(conn: AsyncConnection, entry: FeeScheduleEntry, *, now: datetime) -> int:
+        result = await conn.execute(
+            fee_rules.insert().values(
+                kind=entry.kind.value,
+                merchant_id=entry.merchant_id,
+                channel=entry.channel,
+                payee_type=entry.payee_type,
+                bps=str(entry.rule.bps),
+                fixed=entry.rule.fixed,
+                minimum=entry.rule.minimum,
+                maximum=entry.rule.maximum,
+                effective_at=entry.effective_at,
+                created_at=now,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def invalidate(self) -> None:
+        self._loaded_at = -1e9
+
+
+def _entry(row: Any) -> FeeScheduleEntry:
+    return FeeScheduleEntry(
+        kind=FeeKind(row["kind"]),
+        channel=row["channel"],
+        payee_type=row["payee_type"],
+        rule=FeeRule(
+            bps=Decimal(row["bps"]),
+            fixed=int(row["fixed"]),
+            minimum=int(row["minimum"]),
+            maximum=None if row["maximum"] is None else int(row["maximum"]),
+        ),
+        effective_at=row["effective_at"],
+        merchant_id=row["merchant_id"],
+        version=int(row["id"]),
+    )
+
+
+def entry_view(entry: FeeScheduleEntry) -> dict[str, Any]:
+    return {
+        "kind": entry.kind.value,
+        "merchant_id": entry.merchant_id,
+        "channel": entry.channel,
+        "payee_type": entry.payee_type,
+        "bps": str(entry.rule.bps),
+        "fixed": entry.rule.fixed,
+        "minimum": entry.rule.minimum,
+        "maximum": entry.rule.maximum,
+        "effective_at": entry.effective_at.isoformat(),
+        "version": entry.version,
+    }

@@ -1,0 +1,43 @@
+"""The gateway's wiring: one object holding the store, Redis, channels and caches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from paymux.channels.base import Channel
+from paymux.idempotency import IdempotencyStore
+from paymux.service.feebook import FeeBook
+from paymux.service.outbox import Outbox
+from paymux.settings import Settings
+from paymux.store.db import Database
+from paymux.store.ledger_repo import LedgerRepo
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    redis: Redis
+    idempotency: IdempotencyStore
+    channels: dict[str, Channel]
+    feebook: FeeBook
+    ledger: LedgerRepo = field(default_factory=LedgerRepo)
+    outbox: Outbox = field(default_factory=Outbox)
+    clock: Callable[[], datetime] = utcnow
+    redis_round_trips: int = 0
+
+    def channel_payee_types(self) -> dict[str, frozenset[str]]:
+        return {
+            name: frozenset(t.value for t in ch.payee_types) for name, ch in self.channels.items()
+        }
+
+    def notify_url(self, channel: str) -> str:
+        return f"{self.settings.notify_base_url}/callbacks/{channel}"

@@ -1,0 +1,151 @@
+"""Channel notifications in: verify first, cross-check against our record, then apply.
+
+The outcome goes through the same :func:`apply_result` as the sync loop, so duplicates and
+late or out-of-order notifications are no-ops and terminal states stay terminal. Every
+notification, good or bad, is stored for audit (the body, never our keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from paymux import metrics
+from paymux.channels.base import (
+    Ack,
+    ChannelResult,
+    InvalidSignature,
+    MalformedNotification,
+    Notification,
+)
+from paymux.service.gateway import Gateway
+from paymux.service.transfers import apply_result
+from paymux.store.tables import channel_notifications, transfers
+
+log = logging.getLogger(__name__)
+
+_MAX_STORED_BODY = 16_384
+
+
+async def _record(
+    gw: Gateway,
+    channel: str,
+    body: bytes,
+    *,
+    verified: bool,
+    result: str,
+    reference: str | None = None,
+    detail: str | None = None,
+) -> None:
+    metrics.channel_notifications.labels(channel, result).inc()
+    async with gw.db.write() as conn:
+        await conn.execute(
+            channel_notifications.insert().values(
+                channel=channel,
+                reference=reference,
+                verified=verified,
+                result=result,
+                detail=(detail or "")[:256] or None,
+                body=body[:_MAX_STORED_BODY].decode("utf-8", errors="replace"),
+                received_at=gw.clock(),
+            )
+        )
+
+
+def _mismatch(row: Mapping[str, Any], note: Notification, account_id: str) -> str | None:
+    if note.amount is not None and note.amount != row["amount"]:
+        return f"amount {note.amount} != {row['amount']}"
+    if note.currency is not None and note.currency != row["currency"]:
+        return f"currency {note.currency} != {row['currency']}"
+    if note.channel_account is not None and note.channel_account != account_id:
+        return f"channel account {note.channel_account} is not ours"
+    order_id = row["channel_order_id"]
+    if note.channel_order_id and order_id and note.channel_order_id != order_id:
+        return f"channel order {note.channel_order_id} != {order_id}"
+    return None
+
+
+async def handle_notification(
+    gw: Gateway, channel_name: str, headers: Mapping[str, str], body: bytes
+) -> Ack | None:
+    """The acknowledgement to answer, or None when no such channel is configured."""
+    channel = gw.channels.get(channel_name)
+    if channel is None:
+        return None
+    try:
+        note = channel.parse_notification(headers, body)
+    except (InvalidSignature, MalformedNotification) as exc:
+        kind = "bad_signature" if isinstance(exc, InvalidSignature) else "malformed"
+        log.warning("refused %s notification: %s", channel_name, kind)
+        await _record(gw, channel_name, body, verified=False, result=kind)
+        return channel.notification_ack(False)
+
+    async with gw.db.read() as conn:
+        found = (
+            (
+                await conn.execute(
+                    select(transfers).where(transfers.c.channel_reference == note.reference)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if found is None or found["channel"] != channel_name:
+        metrics.operator_alerts.labels("notification_unknown_reference").inc()
+        log.error("ALERT %s notification for unknown reference %s", channel_name, note.reference)
+        await _record(
+            gw,
+            channel_name,
+            body,
+            verified=True,
+            result="unknown_reference",
+            reference=note.reference,
+        )
+        return channel.notification_ack(False)
+    problem = _mismatch(dict(found), note, channel.account_id)
+    if problem is not None:
+        metrics.operator_alerts.labels("notification_mismatch").inc()
+        log.error(
+            "ALERT %s notification for %s does not match our record: %s",
+            channel_name,
+            note.reference,
+            problem,
+        )
+        await _record(
+            gw,
+            channel_name,
+            body,
+            verified=True,
+            result="mismatch",
+            reference=note.reference,
+            detail=problem,
+        )
+        return channel.notification_ack(False)
+
+    before = found["status"]
+    after = await apply_result(
+        gw,
+        found["id"],
+        ChannelResult(
+            outcome=note.outcome,
+            channel_order_id=note.channel_order_id,
+            failure_code=note.failure_code,
+            failure_message=note.failure_message,
+            raw_status=note.raw_status,
+        ),
+        source=f"{channel_name} notification",
+    )
+    result = "applied" if after["status"] != before else "no_change"
+    await _record(
+        gw,
+        channel_name,
+        body,
+        verified=True,
+        result=result,
+        reference=note.reference,
+        detail=f"{before} -> {after['status']}",
+    )
+    return channel.notification_ack(True)

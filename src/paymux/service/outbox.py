@@ -1,0 +1,51 @@
+"""Transactional outbox: events are rows written in the transaction of the change."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paymux.domain.ids import new_id
+from paymux.service.views import iso
+from paymux.store.tables import events
+
+
+class Outbox:
+    def __init__(self) -> None:
+        # Set after a commit that wrote events, so the relay wakes without polling delay.
+        self.wakeup = asyncio.Event()
+
+    async def emit(
+        self,
+        conn: AsyncConnection,
+        *,
+        merchant_id: str,
+        event_type: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        event_id = new_id("evt")
+        payload = {
+            "id": event_id,
+            "type": event_type,
+            "created_at": iso(now),
+            "data": {"object": obj},
+        }
+        await conn.execute(
+            events.insert().values(
+                id=event_id,
+                merchant_id=merchant_id,
+                type=event_type,
+                object_id=obj["id"],
+                payload=orjson.dumps(payload).decode(),
+                created_at=now,
+            )
+        )
+        return event_id
+
+    def notify_committed(self) -> None:
+        self.wakeup.set()

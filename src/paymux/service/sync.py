@@ -1,0 +1,139 @@
+"""Resolves transfers whose outcome we did not see, and recovers ones a crash left pending.
+
+``processing`` transfers are queried at their ``next_sync_at`` with exponential backoff.
+``pending`` transfers older than the recovery age (all of them at start-up) were written but
+perhaps never sent: they are sent again under the same channel reference, which the channel
+dedupes. A row is claimed by moving its ``next_sync_at`` forward with a conditional UPDATE,
+so replicas never work the same row at once and a crashed worker's claim simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from paymux import metrics
+from paymux.channels.base import ChannelResult, Outcome
+from paymux.domain.states import TransferStatus
+from paymux.service.gateway import Gateway
+from paymux.service.transfers import apply_result, order_for, send_once
+from paymux.store.tables import transfers
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(gw: Gateway, attempts: int) -> float:
+    s = gw.settings
+    base: float = min(
+        s.sync_max_delay_seconds, s.sync_first_delay_seconds * (2 ** min(attempts, 20))
+    )
+    return base * (0.8 + 0.4 * random.random())  # jitter spreads a burst of retries
+
+
+async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[dict[str, Any]]:
+    t = transfers.c
+    stmt = (
+        select(transfers)
+        .where(
+            or_(
+                and_(t.status == TransferStatus.processing.value, t.next_sync_at <= now),
+                and_(
+                    t.status == TransferStatus.pending.value,
+                    t.created_at <= pending_cutoff,
+                    or_(t.next_sync_at.is_(None), t.next_sync_at <= now),
+                ),
+            )
+        )
+        .order_by(t.next_sync_at)
+        .limit(gw.settings.sync_batch_size)
+    )
+    async with gw.db.read() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def _claim(gw: Gateway, row: dict[str, Any], now: datetime) -> bool:
+    """Take the row for one attempt; its next attempt is due after the backoff."""
+    t = transfers.c
+    lease = timedelta(seconds=backoff_seconds(gw, row["sync_attempts"]))
+    previous = row["next_sync_at"]
+    cond = t.next_sync_at.is_(None) if previous is None else t.next_sync_at == previous
+    async with gw.db.write() as conn:
+        result = await conn.execute(
+            update(transfers)
+            .where(and_(t.id == row["id"], t.status == row["status"], cond))
+            .values(next_sync_at=now + lease, sync_attempts=t.sync_attempts + 1)
+        )
+    return result.rowcount == 1
+
+
+async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
+    channel = gw.channels.get(row["channel"])
+    if channel is None:
+        log.error(
+            "transfer %s is on channel %s, which is not configured", row["id"], row["channel"]
+        )
+        return
+    order = order_for(gw, row)
+    if row["status"] == TransferStatus.pending.value:
+        log.warning(
+            "recovering pending transfer %s: sending again as %s", row["id"], order.reference
+        )
+        result = await send_once(gw, channel, order)
+    else:
+        metrics.sync_queries.labels(channel.name).inc()
+        try:
+            result = await channel.query(order)
+        except Exception:
+            log.exception("query of %s failed", order.reference)
+            return
+        if result.outcome is Outcome.NOT_FOUND:
+            # The send never landed: send again under the same reference (deduped).
+            log.warning("channel has no order %s; sending it again", order.reference)
+            result = await send_once(gw, channel, order)
+    if result.outcome is Outcome.NOT_FOUND:
+        result = ChannelResult(Outcome.PROCESSING)
+    await apply_result(gw, row["id"], result, source="sync")
+
+
+async def sync_once(gw: Gateway, *, recover_all_pending: bool = False) -> int:
+    """One pass; returns how many transfers it worked on."""
+    now = gw.clock()
+    age = 0.0 if recover_all_pending else gw.settings.pending_recovery_age_seconds
+    rows = await _due(gw, now, now - timedelta(seconds=age))
+    sem = asyncio.Semaphore(gw.settings.sync_concurrency)
+    worked = 0
+
+    async def work(row: dict[str, Any]) -> None:
+        nonlocal worked
+        async with sem:
+            if not await _claim(gw, row, now):
+                return
+            worked += 1
+            try:
+                await resolve_one(gw, row)
+            except Exception:
+                log.exception("sync of transfer %s failed; it will be retried", row["id"])
+
+    await asyncio.gather(*(work(r) for r in rows))
+    return worked
+
+
+async def run_sync_loop(gw: Gateway, stop: asyncio.Event) -> None:
+    first = True
+    while not stop.is_set():
+        try:
+            worked = await sync_once(gw, recover_all_pending=first)
+            first = False
+        except Exception:
+            log.exception("sync pass failed")
+            worked = 0
+        if worked:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), gw.settings.sync_interval_seconds)

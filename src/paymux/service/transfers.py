@@ -1,0 +1,328 @@
+"""Use cases of a transfer: create (hold, send once), apply a channel outcome, read, list.
+
+Every status change goes through :func:`apply_result`: one transaction that moves the status
+forward along the domain's state machine, posts the ledger entry that move implies, and
+writes the outbox event. The send path, the sync loop and channel notifications all use it,
+so a duplicate or late outcome is a no-op wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from paymux import metrics
+from paymux.channels.base import Channel, ChannelResult, Outcome, PayeeType, TransferOrder
+from paymux.domain.fees import FeeQuote
+from paymux.domain.ids import channel_reference, new_id
+from paymux.domain.ledger import (
+    EntryKind,
+    InsufficientFunds,
+    JournalEntry,
+    hold_entry,
+    release_entry,
+    reverse_entry,
+    settle_entry,
+)
+from paymux.domain.routing import RoutingError, route
+from paymux.domain.states import TransferStatus, ledger_action, transition_path
+from paymux.service.errors import (
+    IdempotencyKeyReused,
+    InsufficientFundsError,
+    NotFound,
+    RoutingFailed,
+)
+from paymux.service.gateway import Gateway
+from paymux.service.views import transfer_view
+from paymux.store.tables import transfers
+
+log = logging.getLogger(__name__)
+
+_TERMINAL_DONE = {TransferStatus.succeeded, TransferStatus.failed, TransferStatus.returned}
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    amount: int
+    currency: str
+    payee_type: str
+    payee_account: str
+    payee_name: str | None
+    channel: str | None
+    description: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Created:
+    row: dict[str, Any]
+    replayed: bool  # an earlier request with this key already created it
+
+
+def order_for(gw: Gateway, row: dict[str, Any]) -> TransferOrder:
+    return TransferOrder(
+        reference=row["channel_reference"],
+        amount=row["amount"],
+        currency=row["currency"],
+        payee_type=PayeeType(row["payee_type"]),
+        payee_account=row["payee_account"],
+        payee_name=row["payee_name"],
+        description=row["description"],
+        notify_url=gw.notify_url(row["channel"]),
+    )
+
+
+async def quote_for(
+    gw: Gateway, merchant_id: str, req: NewTransfer, at: datetime
+) -> tuple[str, FeeQuote]:
+    try:
+        channel = route(
+            req.payee_type, req.channel, gw.channel_payee_types(), gw.settings.channel_preference
+        )
+    except RoutingError as exc:
+        raise RoutingFailed(str(exc), code_override=exc.code) from None
+    fq = await gw.feebook.quote(
+        merchant_id=merchant_id,
+        channel=channel,
+        payee_type=req.payee_type,
+        amount=req.amount,
+        at=at,
+    )
+    return channel, fq
+
+
+async def create_transfer(
+    gw: Gateway, merchant_id: str, idempotency_key: str, fingerprint: str, req: NewTransfer
+) -> Created:
+    """Write the pending transfer and its hold, then call the channel once."""
+    now = gw.clock()
+    channel_name, fq = await quote_for(gw, merchant_id, req, now)
+    transfer_id = new_id("tr")
+    row: dict[str, Any] = {
+        "id": transfer_id,
+        "merchant_id": merchant_id,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": fingerprint,
+        "status": TransferStatus.pending.value,
+        "amount": req.amount,
+        "currency": req.currency,
+        "fee": fq.fee,
+        "channel_cost": fq.channel_cost,
+        "price_version": fq.price_version,
+        "cost_version": fq.cost_version,
+        "payee_type": req.payee_type,
+        "payee_account": req.payee_account,
+        "payee_name": req.payee_name,
+        "channel": channel_name,
+        "channel_reference": channel_reference(transfer_id),
+        "channel_order_id": None,
+        "failure_code": None,
+        "failure_message": None,
+        "description": req.description,
+        "metadata": orjson.dumps(req.metadata).decode() if req.metadata else None,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None,
+        "next_sync_at": None,
+        "sync_attempts": 0,
+    }
+    try:
+        async with gw.db.write() as conn:
+            await conn.execute(transfers.insert().values(**row))
+            await gw.ledger.post(
+                conn,
+                hold_entry(merchant_id, req.amount, fq.fee, req.currency),
+                now=now,
+                merchant_id=merchant_id,
+                transfer_id=transfer_id,
+            )
+    except InsufficientFunds:
+        raise InsufficientFundsError(
+            f"available balance does not cover amount {req.amount} + fee {fq.fee}",
+            required=req.amount + fq.fee,
+        ) from None
+    except IntegrityError:
+        # Same (merchant, key) committed by a racing request whose Redis claim had expired.
+        existing = await get_by_idempotency_key(gw, merchant_id, idempotency_key)
+        if existing is None:
+            raise
+        if existing["request_fingerprint"] != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body"
+            ) from None
+        return Created(existing, replayed=True)
+    metrics.transfers_created.labels(channel_name).inc()
+    if gw.settings.fault_injection == "crash_after_pending":
+        log.critical("fault injection: exiting after the pending row committed")
+        os._exit(17)
+    result = await send_once(gw, gw.channels[channel_name], order_for(gw, row))
+    return Created(await apply_result(gw, transfer_id, result, source="send"), replayed=False)
+
+
+async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> ChannelResult:
+    """Send under the in-request bound; an outcome we did not see is PROCESSING."""
+    metrics.channel_calls.labels(channel.name, "send").inc()
+    try:
+        async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
+            return await channel.send(order)
+    except TimeoutError:
+        return ChannelResult(Outcome.PROCESSING, raw_status="paymux_call_timeout")
+    except Exception:  # an adapter bug must not lose the transfer: the sync loop resolves it
+        log.exception(
+            "channel %s send raised; leaving transfer %s to the sync loop",
+            channel.name,
+            order.reference,
+        )
+        return ChannelResult(Outcome.PROCESSING, raw_status="paymux_adapter_error")
+
+
+def _entry_for(action: EntryKind, row: dict[str, Any]) -> JournalEntry:
+    m, amt, fee, cur = row["merchant_id"], row["amount"], row["fee"], row["currency"]
+    if action is EntryKind.settle:
+        return settle_entry(m, row["channel"], amt, fee, row["channel_cost"], cur)
+    if action is EntryKind.release:
+        return release_entry(m, amt, fee, cur)
+    if action is EntryKind.reverse:
+        return reverse_entry(m, row["channel"], amt, cur)
+    raise ValueError(f"no transfer entry for {action}")
+
+
+async def apply_result(
+    gw: Gateway, transfer_id: str, result: ChannelResult, *, source: str
+) -> dict[str, Any]:
+    """Move the transfer forward as ``result`` says, with its ledger entries and events."""
+    now = gw.clock()
+    async with gw.db.write() as conn:
+        row = await _locked_row(conn, transfer_id)
+        current = TransferStatus(row["status"])
+        path = transition_path(current, result.outcome)
+        if not path:
+            if current is TransferStatus.succeeded and result.outcome is Outcome.FAILED:
+                metrics.operator_alerts.labels("late_failure_after_success").inc()
+                log.error(
+                    "ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
+                    transfer_id,
+                    source,
+                )
+            return row
+        for target in path:
+            values: dict[str, Any] = {"status": target.value, "updated_at": now}
+            if result.channel_order_id and not row["channel_order_id"]:
+                values["channel_order_id"] = result.channel_order_id
+            if target is TransferStatus.failed:
+                values["failure_code"] = (result.failure_code or "channel_failed")[:64]
+                values["failure_message"] = (result.failure_message or "")[:256] or None
+            if target in _TERMINAL_DONE:
+                values["completed_at"] = row["completed_at"] or now
+                values["next_sync_at"] = None
+            if target is TransferStatus.processing:
+                values["next_sync_at"] = now + timedelta(
+                    seconds=gw.settings.sync_first_delay_seconds
+                )
+                values["sync_attempts"] = 0
+            moved = await conn.execute(
+                update(transfers)
+                .where(and_(transfers.c.id == transfer_id, transfers.c.status == current.value))
+                .values(**values)
+            )
+            if moved.rowcount != 1:  # cannot happen under the row lock; refuse to guess
+                raise RuntimeError(f"transfer {transfer_id} changed under its lock")
+            row.update(values)
+            action = ledger_action(current, target)
+            if action is not None:
+                await gw.ledger.post(
+                    conn,
+                    _entry_for(action, row),
+                    now=now,
+                    merchant_id=row["merchant_id"],
+                    transfer_id=transfer_id,
+                )
+            await gw.outbox.emit(
+                conn,
+                merchant_id=row["merchant_id"],
+                event_type=f"transfer.{target.value}",
+                obj=transfer_view(row),
+                now=now,
+            )
+            metrics.transfer_transitions.labels(row["channel"], target.value).inc()
+            current = target
+    gw.outbox.notify_committed()
+    log.info("transfer %s -> %s (%s)", transfer_id, row["status"], source)
+    return row
+
+
+async def _locked_row(conn: AsyncConnection, transfer_id: str) -> dict[str, Any]:
+    stmt = select(transfers).where(transfers.c.id == transfer_id)
+    if conn.dialect.name != "sqlite":  # SQLite's single writer is the lock there
+        stmt = stmt.with_for_update()
+    found = (await conn.execute(stmt)).mappings().first()
+    if found is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    return dict(found)
+
+
+async def get_transfer(gw: Gateway, transfer_id: str, merchant_id: str | None) -> dict[str, Any]:
+    stmt = select(transfers).where(transfers.c.id == transfer_id)
+    if merchant_id is not None:
+        stmt = stmt.where(transfers.c.merchant_id == merchant_id)
+    async with gw.db.read() as conn:
+        found = (await conn.execute(stmt)).mappings().first()
+    if found is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    return dict(found)
+
+
+async def get_by_idempotency_key(gw: Gateway, merchant_id: str, key: str) -> dict[str, Any] | None:
+    async with gw.db.read() as conn:
+        found = (
+            (
+                await conn.execute(
+                    select(transfers).where(
+                        transfers.c.merchant_id == merchant_id, transfers.c.idempotency_key == key
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(found) if found else None
+
+
+@dataclass(frozen=True)
+class TransferFilter:
+    merchant_id: str | None
+    status: str | None = None
+    channel: str | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+    starting_after: str | None = None  # cursor: the last id of the previous page
+    limit: int = 20
+
+
+async def list_transfers(gw: Gateway, f: TransferFilter) -> tuple[list[dict[str, Any]], bool]:
+    """Newest first; ids are time-ordered, so the id is the cursor."""
+    stmt = select(transfers).order_by(transfers.c.id.desc()).limit(f.limit + 1)
+    if f.merchant_id is not None:
+        stmt = stmt.where(transfers.c.merchant_id == f.merchant_id)
+    if f.status:
+        stmt = stmt.where(transfers.c.status == f.status)
+    if f.channel:
+        stmt = stmt.where(transfers.c.channel == f.channel)
+    if f.created_gte:
+        stmt = stmt.where(transfers.c.created_at >= f.created_gte)
+    if f.created_lt:
+        stmt = stmt.where(transfers.c.created_at < f.created_lt)
+    if f.starting_after:
+        stmt = stmt.where(transfers.c.id < f.starting_after)
+    async with gw.db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return rows[: f.limit], len(rows) > f.limit

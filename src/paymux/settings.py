@@ -1,0 +1,89 @@
+"""Settings from the environment (``PAYMUX_`` prefix) and the files under ``config/``."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYMUX_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path("var")
+    # SQLite file under var/ by default; postgresql+asyncpg://... is the production store.
+    database_url: str = "sqlite+aiosqlite:///var/paymux.db"
+    database_pool_size: int = 20
+    # Unset: Paymux starts an embedded redis-server with persistence under var/redis.
+    redis_url: str | None = None
+    admin_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Base URL channels use to reach our callbacks (notify_url); defaults to host:port.
+    public_url: str | None = None
+    log_level: str = "info"
+    auto_migrate: bool = True  # apply Alembic migrations at start-up
+
+    channels_file: Path = Path("config/channels.toml")
+    fees_file: Path = Path("config/fees.toml")
+    # Per-channel settings, merged over channels_file: PAYMUX_CHANNELS__ALIPAY__APP_ID=...
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    enabled_channels: list[str] | None = None
+    channel_preference: list[str] = Field(default_factory=lambda: ["alipay", "wechat"])
+    # Hard bound on a channel call made inside a merchant's request.
+    channel_call_timeout_seconds: float = 15.0
+
+    idempotency_ttl_seconds: int = 86_400
+    idempotency_lock_seconds: int = 60
+
+    sync_enabled: bool = True
+    sync_interval_seconds: float = 1.0
+    sync_first_delay_seconds: float = 1.0
+    sync_max_delay_seconds: float = 300.0
+    sync_batch_size: int = 100
+    sync_concurrency: int = 20
+    # A pending transfer older than this is taken as orphaned by a crash and resent.
+    pending_recovery_age_seconds: float = 60.0
+
+    business_timezone: str = "Asia/Shanghai"
+
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_schedule: list[int] | None = None
+    webhook_secret_overlap_seconds: int = 86_400
+    webhook_relay_interval_seconds: float = 0.5
+    webhook_workers_enabled: bool = True
+
+    # Test-only fault injection: "crash_after_pending" exits the process right after the
+    # pending row commits and before the channel is called.
+    fault_injection: Literal["", "crash_after_pending"] = ""
+
+    @property
+    def notify_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @cached_property
+    def channel_settings(self) -> dict[str, dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        if self.channels_file.is_file():
+            with self.channels_file.open("rb") as fh:
+                merged = {k: dict(v) for k, v in tomllib.load(fh).items() if isinstance(v, dict)}
+        for name, values in self.channels.items():
+            merged.setdefault(name.lower(), {}).update({k.lower(): v for k, v in values.items()})
+        if self.enabled_channels is not None:
+            merged = {k: v for k, v in merged.items() if k in self.enabled_channels}
+        return merged
+
+    def fee_config(self) -> dict[str, Any]:
+        if not self.fees_file.is_file():
+            return {}
+        with self.fees_file.open("rb") as fh:
+            return tomllib.load(fh)
