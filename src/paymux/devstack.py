@@ -67,6 +67,7 @@ class Stack:
     sandbox_ports: dict[str, int] = field(default_factory=lambda: {"alipay": 8001, "wechat": 8002})
     sandbox_args: dict[str, list[str]] = field(default_factory=dict)
     gateway_env: dict[str, str] = field(default_factory=dict)
+    channel_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     admin_key: str = ""
     quiet: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -125,7 +126,10 @@ class Stack:
 
     def channel_settings(self) -> dict[str, dict[str, Any]]:
         return {
-            name: sandbox_settings(name, self.data_dir / "sandbox" / name, self.sandbox_url(name))
+            name: {
+                **sandbox_settings(name, self.data_dir / "sandbox" / name, self.sandbox_url(name)),
+                **self.channel_overrides.get(name, {}),
+            }
             for name in self.sandbox_ports
         }
 

@@ -31,6 +31,7 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
         ttl_seconds=settings.idempotency_ttl_seconds,
         lock_seconds=settings.idempotency_lock_seconds,
     )
+    await idem.load_scripts()  # later calls are one EVALSHA round trip each
     channels = load_channels(settings.channel_settings)
     feebook = FeeBook(db, settings.fee_config())
     await feebook.reload()

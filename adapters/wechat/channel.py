@@ -1,0 +1,382 @@
+"""WeChat Pay APIv3 channel: transfer bills (商家转账) over signed HTTP.
+
+The pure field mapping lives in :mod:`.mapping`, the cryptography in :mod:`.signing`;
+this module is the glue: settings, HTTP, retries before acceptance, response verification.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from paymux.channels.base import (
+    Ack,
+    ChannelResult,
+    InvalidSignature,
+    MalformedNotification,
+    Notification,
+    Outcome,
+    PayeeType,
+    TransferOrder,
+)
+from paymux.channels.errors import RetryableBeforeAcceptance
+from paymux.channels.http import make_http_client
+
+from . import mapping
+from .signing import (
+    APIV3_KEY_LENGTH,
+    HEADER_SERIAL,
+    aead_decrypt,
+    build_authorization,
+    load_private_key,
+    load_public_key,
+    oaep_encrypt,
+    verify_platform_signature,
+)
+
+log = logging.getLogger(__name__)
+
+RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
+_FAIL_ACK_BODY = b'{"code":"FAIL","message":"notification not accepted"}'
+
+
+class WechatSettings(BaseModel):
+    """Settings of the ``wechat`` channel (``config/channels.toml`` / environment)."""
+
+    # Validation errors never echo inputs: the mapping may hold the APIv3 key.
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    base_url: str = "https://api.mch.weixin.qq.com"
+    mchid: str
+    appid: str
+    merchant_private_key_file: Path
+    merchant_serial_no: str
+    platform_public_key_file: Path
+    platform_public_key_id: str
+    apiv3_key: SecretStr | None = None
+    apiv3_key_file: Path | None = None
+    transfer_scene_id: str = mapping.DEFAULT_SCENE_ID
+    user_recv_perception: str | None = None
+    notify_url: str | None = None  # used when an order carries none
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_initial_backoff_seconds: float = Field(default=0.2, ge=0)
+    retry_max_backoff_seconds: float = Field(default=2.0, ge=0)
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    max_connections: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _one_apiv3_key_source(self) -> WechatSettings:
+        # Safe to raise here: hide_input_in_errors keeps the key out of the message.
+        if self.apiv3_key is None and self.apiv3_key_file is None:
+            raise ValueError("apiv3_key or apiv3_key_file is required")
+        return self
+
+    def resolve_apiv3_key(self) -> SecretStr:
+        """The APIv3 key from ``apiv3_key`` or ``apiv3_key_file`` (one is required)."""
+        if self.apiv3_key is not None:
+            key = self.apiv3_key.get_secret_value().strip()
+        elif self.apiv3_key_file is not None:
+            key = self.apiv3_key_file.read_text(encoding="utf-8").strip()
+        else:
+            raise ValueError("wechat settings need apiv3_key or apiv3_key_file")
+        if len(key.encode("utf-8")) != APIV3_KEY_LENGTH:
+            raise ValueError("the wechat APIv3 key must be 32 characters")
+        return SecretStr(key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: bytes
+    payload: Any  # parsed JSON (floats as Decimal) or None
+    verified: bool
+    verify_error: str | None
+
+
+class WechatChannel:
+    """:class:`paymux.channels.base.Channel` for WeChat Pay transfers to openids."""
+
+    name = "wechat"
+    payee_types: frozenset[PayeeType] = frozenset({PayeeType.WECHAT_OPENID})
+
+    def __init__(self, settings: WechatSettings, *, client: httpx.AsyncClient | None = None):
+        self.settings = settings
+        self.account_id = settings.mchid
+        self._apiv3_key = settings.resolve_apiv3_key()
+        self._merchant_key = load_private_key(Path(settings.merchant_private_key_file))
+        self._platform_key = load_public_key(Path(settings.platform_public_key_file))
+        self._path_prefix = urlsplit(settings.base_url).path.rstrip("/")
+        self._client = client or make_http_client(
+            base_url=settings.base_url,
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
+            transport=settings.transport,
+            max_connections=settings.max_connections,
+        )
+
+    # --- Channel protocol -----------------------------------------------------------------
+
+    async def send(self, order: TransferOrder) -> ChannelResult:
+        try:
+            content = orjson.dumps(self._transfer_body(order))
+        except ValueError as exc:
+            # Nothing was sent: the order is not one this channel can pay.
+            return ChannelResult(
+                outcome=Outcome.FAILED, failure_code="UNSUPPORTED_ORDER", failure_message=str(exc)
+            )
+
+        async def attempt() -> ChannelResult:
+            reply = await self._exchange("POST", mapping.TRANSFER_PATH, content, order.reference)
+            if reply is None:
+                return _unknown("no response (timeout or transport error after sending)")
+            return self._send_result(order, reply)
+
+        return await self._with_retries(attempt, order.reference)
+
+    async def query(self, order: TransferOrder) -> ChannelResult:
+        path = mapping.query_path(order.reference)
+
+        async def attempt() -> ChannelResult:
+            reply = await self._exchange("GET", path, b"", order.reference)
+            if reply is None:
+                return _unknown("no response to the query")
+            return self._query_result(order, reply)
+
+        return await self._with_retries(attempt, order.reference)
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        verify_platform_signature(
+            headers,
+            body,
+            public_key=self._platform_key,
+            public_key_id=self.settings.platform_public_key_id,
+        )
+        event = _json_or_none(body)
+        if not isinstance(event, Mapping):
+            raise MalformedNotification("callback body is not a JSON object")
+        resource = event.get("resource")
+        if not isinstance(resource, Mapping):
+            raise MalformedNotification("callback has no resource")
+        if resource.get("algorithm") != RESOURCE_ALGORITHM:
+            raise MalformedNotification("unsupported resource algorithm")
+        nonce, ciphertext = resource.get("nonce"), resource.get("ciphertext")
+        associated_data = resource.get("associated_data") or ""
+        if not (isinstance(nonce, str) and isinstance(ciphertext, str)) or not isinstance(
+            associated_data, str
+        ):
+            raise MalformedNotification("resource lacks nonce or ciphertext")
+        plaintext = aead_decrypt(
+            self._apiv3_key.get_secret_value(),
+            nonce=nonce,
+            associated_data=associated_data,
+            ciphertext=ciphertext,
+        )
+        decrypted = _json_or_none(plaintext)
+        if not isinstance(decrypted, Mapping):
+            raise MalformedNotification("decrypted resource is not a JSON object")
+        if event.get("event_type") != mapping.EVENT_BILL_FINISHED:
+            raise MalformedNotification("unexpected event_type")
+        return mapping.notification_from_resource(event, decrypted)
+
+    def notification_ack(self, ok: bool) -> Ack:
+        if ok:
+            return Ack(204, b"", "application/json")
+        return Ack(500, _FAIL_ACK_BODY, "application/json")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _transfer_body(self, order: TransferOrder) -> dict[str, Any]:
+        encrypted_name = None
+        if mapping.wants_user_name(order) and order.payee_name:
+            encrypted_name = oaep_encrypt(self._platform_key, order.payee_name)
+        return mapping.build_transfer_body(
+            order,
+            appid=self.settings.appid,
+            transfer_scene_id=self.settings.transfer_scene_id,
+            encrypted_user_name=encrypted_name,
+            user_recv_perception=self.settings.user_recv_perception,
+            default_notify_url=self.settings.notify_url,
+        )
+
+    def _headers(self, method: str, path: str, content: bytes) -> dict[str, str]:
+        authorization = build_authorization(
+            mchid=self.settings.mchid,
+            serial_no=self.settings.merchant_serial_no,
+            private_key=self._merchant_key,
+            method=method,
+            path=self._path_prefix + path,
+            body=content,
+        )
+        headers = {
+            "Authorization": authorization,
+            "Accept": "application/json",
+            # Names the platform key user_name is encrypted with (harmless otherwise).
+            HEADER_SERIAL: self.settings.platform_public_key_id,
+            "User-Agent": "paymux-wechat/0.1",
+        }
+        if content:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def _exchange(
+        self, method: str, path: str, content: bytes, reference: str
+    ) -> _Reply | None:
+        """One signed request. None when the outcome is unknown (sent, no answer seen).
+
+        Raises RetryableBeforeAcceptance when the connection was never made.
+        """
+        headers = self._headers(method, path, content)
+        try:
+            response = await self._client.request(
+                method, path, content=content or None, headers=headers
+            )
+        except httpx.ConnectError as exc:
+            raise RetryableBeforeAcceptance("connection failed") from exc
+        except Exception as exc:  # sent (or maybe sent), answer unseen: outcome unknown
+            log.warning("wechat %s %s for %s: %s", method, path, reference, type(exc).__name__)
+            return None
+        body = response.content
+        verify_error: str | None = None
+        try:
+            verify_platform_signature(
+                response.headers,
+                body,
+                public_key=self._platform_key,
+                public_key_id=self.settings.platform_public_key_id,
+            )
+        except InvalidSignature as exc:
+            verify_error = str(exc)
+        return _Reply(
+            response.status_code, body, _json_or_none(body), verify_error is None, verify_error
+        )
+
+    def _send_result(self, order: TransferOrder, reply: _Reply) -> ChannelResult:
+        if 200 <= reply.status < 300:
+            if not reply.verified:
+                return self._unverified(order, reply)
+            if not isinstance(reply.payload, Mapping):
+                return _unknown("transfer answer is not a JSON object")
+            if not self._same_bill(order, reply.payload):
+                return _unknown("transfer answer names another out_bill_no")
+            return mapping.result_from_bill(reply.payload)
+        code, message = mapping.error_fields(reply.payload)
+        disposition = mapping.classify_send_error(reply.status, code, message)
+        if disposition is mapping.ErrorDisposition.RETRY:
+            # Safe even unverified: a resend carries the same out_bill_no.
+            raise RetryableBeforeAcceptance(code or f"HTTP {reply.status}")
+        if not reply.verified and disposition is not mapping.ErrorDisposition.PROCESSING:
+            return self._unverified(order, reply)
+        return mapping.result_from_error(
+            disposition, status=reply.status, code=code, message=message, raw=_raw(reply)
+        )
+
+    def _query_result(self, order: TransferOrder, reply: _Reply) -> ChannelResult:
+        if 200 <= reply.status < 300:
+            if not reply.verified:
+                return self._unverified(order, reply)
+            if not isinstance(reply.payload, Mapping):
+                return _unknown("query answer is not a JSON object")
+            if not self._same_bill(order, reply.payload):
+                return _unknown("query answer names another out_bill_no")
+            return mapping.result_from_bill(reply.payload)
+        code, message = mapping.error_fields(reply.payload)
+        disposition = mapping.classify_query_error(reply.status, code)
+        if disposition is mapping.ErrorDisposition.RETRY:
+            raise RetryableBeforeAcceptance(code or f"HTTP {reply.status}")
+        if not reply.verified and disposition is mapping.ErrorDisposition.NOT_FOUND:
+            return self._unverified(order, reply)
+        return mapping.result_from_error(
+            disposition, status=reply.status, code=code, message=message, raw=_raw(reply)
+        )
+
+    def _same_bill(self, order: TransferOrder, payload: Mapping[str, Any]) -> bool:
+        named = payload.get("out_bill_no")
+        return named is None or named == order.reference
+
+    def _unverified(self, order: TransferOrder, reply: _Reply) -> ChannelResult:
+        log.warning(
+            "wechat answer for %s (HTTP %s) not trusted: %s",
+            order.reference,
+            reply.status,
+            reply.verify_error,
+        )
+        return ChannelResult(
+            outcome=Outcome.PROCESSING,
+            failure_message=f"response signature did not verify: {reply.verify_error}",
+            raw_status=f"HTTP {reply.status} (unverified)",
+        )
+
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[ChannelResult]], reference: str
+    ) -> ChannelResult:
+        """Run ``attempt``, resending (same out_bill_no) only while refused before acceptance."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            # Exponential backoff plus jitter (composed: works on tenacity 8 and 9).
+            wait=wait_exponential(
+                multiplier=self.settings.retry_initial_backoff_seconds,
+                max=self.settings.retry_max_backoff_seconds,
+            )
+            + wait_random(0, self.settings.retry_initial_backoff_seconds),
+            retry=retry_if_exception_type(RetryableBeforeAcceptance),
+            reraise=True,
+        )
+        try:
+            async for attempt_state in retrying:
+                with attempt_state:
+                    return await attempt()
+        except RetryableBeforeAcceptance as exc:
+            log.warning("wechat retries exhausted for %s: %s", reference, exc)
+            return _unknown(f"retries exhausted before acceptance ({exc})")
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+def create_channel(settings: Mapping[str, Any]) -> WechatChannel:
+    """Entry point ``paymux.channels: wechat``."""
+    try:
+        parsed = WechatSettings.model_validate(dict(settings))
+    except ValidationError as exc:
+        messages = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid wechat channel settings: {messages}") from None
+    return WechatChannel(parsed)
+
+
+def _unknown(message: str) -> ChannelResult:
+    return ChannelResult(outcome=Outcome.PROCESSING, failure_message=message)
+
+
+def _raw(reply: _Reply) -> Mapping[str, Any]:
+    return reply.payload if isinstance(reply.payload, Mapping) else {}
+
+
+def _json_or_none(data: bytes) -> Any:
+    """Parse JSON with floats as Decimal (no float ever touches an amount)."""
+    try:
+        return json.loads(data, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        return None

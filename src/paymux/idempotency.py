@@ -1,0 +1,252 @@
+"""Redis idempotency records: atomic claim, stored response replay, request fingerprint.
+
+Semantics follow the IETF Idempotency-Key draft and Stripe (see DESIGN.md, Idempotency):
+the first request with a key claims it, the final response is stored with a fingerprint of
+the request body, a retry with the same body gets the stored response, a retry with another
+body is a mismatch (422) and a retry while the first is still running is in flight (409).
+
+Every operation is ONE Redis round trip (EVALSHA of a Lua script registered once); this is
+a performance contract the tests count.
+
+Record layout, one Redis string per (merchant, key) so Lua does a single GET:
+  in flight: ``F<fp>\\n``                               TTL lock_seconds
+  done:      ``D<fp>\\n<status>\\n<headers JSON>\\n<body>`` TTL ttl_seconds
+The fingerprint is visible ASCII and the headers JSON is compact (JSON escapes control
+characters inside strings), so neither holds a newline; the body is the raw, binary-safe
+tail.
+
+Keys are ``{prefix}:idem:{<merchant_id>}:<sha256(key) hex>``: the braces are a Redis
+Cluster hash tag keeping a merchant's records on one slot, and the merchant's key is hashed
+because it is arbitrary client text.
+
+The in-flight TTL means a request that crashed mid-way frees its key after lock_seconds. A
+retry may then claim it again; the database's unique (merchant, idempotency key) constraint
+is what stops a second transfer in that case (and the channel's own out_biz_no /
+out_bill_no dedupe behind it), not this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import redis.asyncio
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 255
+MAX_FINGERPRINT_LENGTH = 128
+
+_DONE = b"D"
+# RFC 5234 VCHAR: printable ASCII without space, so never a newline in a record.
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+# Returns 0 claimed, 1 in flight, 2 mismatch, or the whole done record (replay).
+_CLAIM_LUA = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], 'F' .. ARGV[1] .. '\\n', 'EX', ARGV[2])
+  return 0
+end
+if string.sub(v, 2, #ARGV[1] + 2) ~= ARGV[1] .. '\\n' then
+  return 2
+end
+if string.sub(v, 1, 1) == 'F' then
+  return 1
+end
+return v
+"""
+
+# Replaces our in-flight record (same fingerprint) with the done record; 1 if stored.
+_COMPLETE_LUA = """
+if redis.call('GET', KEYS[1]) == 'F' .. ARGV[1] .. '\\n' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# Deletes our in-flight record (same fingerprint); 1 if deleted.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == 'F' .. ARGV[1] .. '\\n' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class InvalidIdempotencyKey(ValueError):
+    """The Idempotency-Key header is missing or not 1..255 visible ASCII characters."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ClaimKind(StrEnum):
+    claimed = "claimed"  # the caller owns the key: do the work, then complete or release
+    replay = "replay"  # same body, already done: answer with Claim.response
+    in_flight = "in_flight"  # same body, still running: 409
+    mismatch = "mismatch"  # different body under this key: 422
+    # Upper-case aliases of the same members, for callers who prefer constant style.
+    CLAIMED = "claimed"
+    REPLAY = "replay"
+    IN_FLIGHT = "in_flight"
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: ClaimKind
+    response: StoredResponse | None = None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+def fingerprint(payload: Mapping[str, Any] | bytes) -> str:
+    """SHA-256 hex of the canonical JSON of a request body (parsed mapping or raw bytes).
+
+    Canonical = orjson with sorted keys, compact: key order and spacing do not change it.
+    Numbers take JSON's double model (as RFC 8785 does): ``1.10`` and ``1.1`` are equal,
+    integers are exact up to 64 bits. Bytes that are not JSON are hashed as they are, under
+    a different domain prefix so the two kinds never collide.
+    """
+    if isinstance(payload, bytes | bytearray | memoryview):
+        raw = bytes(payload)
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return hashlib.sha256(b"raw\x00" + raw).hexdigest()
+        canonical = orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+    else:
+        data = payload if isinstance(payload, dict) else dict(payload)
+        canonical = orjson.dumps(data, default=_json_default, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(b"json\x00" + canonical).hexdigest()
+
+
+def _encode_done(fp: str, response: StoredResponse) -> bytes:
+    headers = orjson.dumps(response.headers)
+    return b"".join(
+        (
+            _DONE,
+            fp.encode("ascii"),
+            b"\n",
+            str(int(response.status_code)).encode("ascii"),
+            b"\n",
+            headers,
+            b"\n",
+            bytes(response.body),
+        )
+    )
+
+
+def _decode_done(record: bytes) -> StoredResponse:
+    _fp, status, headers, body = record[1:].split(b"\n", 3)
+    return StoredResponse(status_code=int(status), body=body, headers=orjson.loads(headers))
+
+
+def _check_fingerprint(fp: str) -> None:
+    if len(fp) > MAX_FINGERPRINT_LENGTH or not _VISIBLE_ASCII.fullmatch(fp):
+        raise ValueError("fingerprint must be 1..128 visible ASCII characters")
+
+
+class IdempotencyStore:
+    """Idempotency records in Redis, one Lua round trip per operation.
+
+    The client must return bytes (``decode_responses=False``, the default): bodies are
+    binary.
+    """
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        *,
+        ttl_seconds: int = 86400,
+        lock_seconds: int = 60,
+        prefix: str = "pmx",
+    ) -> None:
+        if ttl_seconds <= 0 or lock_seconds <= 0:
+            raise ValueError("ttl_seconds and lock_seconds must be positive")
+        pool_kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+        if pool_kwargs.get("decode_responses"):
+            raise ValueError("IdempotencyStore needs a Redis client with decode_responses=False")
+        self._redis = redis
+        self._ttl = int(ttl_seconds)
+        self._lock = int(lock_seconds)
+        self._prefix = prefix
+        self._claim = redis.register_script(_CLAIM_LUA)
+        self._complete = redis.register_script(_COMPLETE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
+
+    @staticmethod
+    def validate_key(key: str | None) -> str:
+        """Return the Idempotency-Key if it is 1..255 visible ASCII chars, else raise."""
+        if key is None:
+            raise InvalidIdempotencyKey("Idempotency-Key header is required")
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise InvalidIdempotencyKey(
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long"
+            )
+        if not _VISIBLE_ASCII.fullmatch(key):
+            raise InvalidIdempotencyKey(
+                "Idempotency-Key must contain only visible ASCII characters (no spaces)"
+            )
+        return key
+
+    def record_key(self, merchant_id: str, key: str) -> str:
+        """The Redis key holding the record of ``key`` for ``merchant_id``."""
+        if not merchant_id or "{" in merchant_id or "}" in merchant_id:
+            raise ValueError("merchant_id must be non-empty and hold no braces")
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self._prefix}:idem:{{{merchant_id}}}:{digest}"
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts now, so even the first request is one round trip."""
+        for script in (self._claim, self._complete, self._release):
+            script.sha = await self._redis.script_load(script.script)
+
+    async def claim(self, merchant_id: str, key: str, fp: str) -> Claim:
+        _check_fingerprint(fp)
+        result = await self._claim(keys=[self.record_key(merchant_id, key)], args=[fp, self._lock])
+        if isinstance(result, bytes):
+            return Claim(ClaimKind.replay, _decode_done(result))
+        if result == 0:
+            return Claim(ClaimKind.claimed)
+        if result == 1:
+            return Claim(ClaimKind.in_flight)
+        if result == 2:
+            return Claim(ClaimKind.mismatch)
+        raise RuntimeError(f"unexpected idempotency claim result {result!r}")
+
+    async def complete(self, merchant_id: str, key: str, fp: str, response: StoredResponse) -> None:
+        """Store the final response, if the in-flight record is still ours (same fp)."""
+        _check_fingerprint(fp)
+        record_key = self.record_key(merchant_id, key)
+        stored = await self._complete(
+            keys=[record_key], args=[fp, _encode_done(fp, response), self._ttl]
+        )
+        if stored != 1:
+            # The lock expired (and maybe another request claimed the key): the database
+            # constraint guards the money; the replay is simply not available.
+            logger.warning(
+                "idempotency record %s was no longer ours; response not stored", record_key
+            )
+
+    async def release(self, merchant_id: str, key: str, fp: str) -> None:
+        """Delete our in-flight record so the key can be reused (nothing was done)."""
+        _check_fingerprint(fp)
+        await self._release(keys=[self.record_key(merchant_id, key)], args=[fp])
