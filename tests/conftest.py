@@ -39,3 +39,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if "/tests/store/" in path:
             item.add_marker(pytest.mark.store)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    base = os.environ.get("PAYMUX_TEST_DATABASE_URL")
+    if base:
+        from tests.support import drop_created_databases
+
+        drop_created_databases(base)

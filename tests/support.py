@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+import uuid
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-def reset_postgres(url: str) -> None:
-    """Empty the test database's public schema (the suite owns database `test`)."""
-    from sqlalchemy import text  # noqa: PLC0415
+# Databases this test run created on the PostgreSQL server, dropped at session end.
+CREATED_DATABASES: list[str] = []
+
+
+def _run_admin(url: str, statement: str) -> None:
+    import asyncio  # noqa: PLC0415
+
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
 
-    async def _reset() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
+    async def _go() -> None:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
         await engine.dispose()
 
-    asyncio.run(_reset())
+    asyncio.run(_go())
+
+
+def fresh_postgres_database(base_url: str) -> str:
+    """A new, empty database on the server of ``base_url`` (whose database, `test`, is used
+    only to issue CREATE DATABASE), so concurrently running stacks never share tables."""
+    name = f"paymux_t_{uuid.uuid4().hex[:16]}"
+    _run_admin(base_url, f'CREATE DATABASE "{name}"')
+    CREATED_DATABASES.append(name)
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_created_databases(base_url: str) -> None:
+    while CREATED_DATABASES:
+        name = CREATED_DATABASES.pop()
+        try:
+            _run_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # best effort: never fail the run while cleaning up
+            print(f"could not drop test database {name}: {exc}")
 
 
 def fresh_database_url(tmp: Path) -> str:
+    """A fresh database for one stack or test: PostgreSQL when PAYMUX_TEST_DATABASE_URL is
+    set (CI's second pass), else a SQLite file under ``tmp``."""
     url = os.environ.get("PAYMUX_TEST_DATABASE_URL")
     if url:
-        reset_postgres(url)
-        return url
+        return fresh_postgres_database(url)
     return f"sqlite+aiosqlite:///{tmp / 'paymux.db'}"

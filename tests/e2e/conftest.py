@@ -31,6 +31,7 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
         "PAYMUX_WEBHOOK_ALLOW_HTTP": "true",
         "PAYMUX_WEBHOOK_ALLOW_PRIVATE": "true",
         "PAYMUX_LOG_LEVEL": "warning",
+        "PAYMUX_DATABASE_POOL_SIZE": "5",
     }
     env.update(gateway_env)
     timeouts = {"timeout_seconds": 2.0, "max_retries": 2, "retry_initial_seconds": 0.05,

@@ -11,12 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from paymux import __version__
-from paymux.api import balances, callbacks, merchants, ops, problems, transfers
+from paymux.api import balances, callbacks, internal, merchants, ops, problems, transfers
 from paymux.service.bootstrap import build_gateway, close_gateway
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import MerchantAuth
 from paymux.service.sync import run_sync_loop
 from paymux.settings import Settings
+from paymux.webhooks.relay import run_relay
+from paymux.webhooks.worker import run_delivery_worker
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ def background_loops(settings: Settings) -> list[Loop]:
     loops: list[Loop] = []
     if settings.sync_enabled:
         loops.append(run_sync_loop)
+    if settings.webhook_workers_enabled:
+        loops += [run_relay, run_delivery_worker]
     return loops
 
 
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await build_gateway(settings, migrate=settings.auto_migrate)
         app.state.gateway = gw
+        internal.count_redis_round_trips(gw)
         app.state.merchant_auth = MerchantAuth(gw)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(loop(gw, stop)) for loop in background_loops(settings)]
@@ -58,6 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (transfers, balances, merchants, callbacks, ops):
+    from paymux.api import reports  # noqa: PLC0415 - own line, apart from the shared tuple
+
+    app.include_router(reports.router)
+    for module in (transfers, balances, merchants, callbacks, ops, internal):
         app.include_router(module.router)
+    from paymux.api import events, webhooks  # noqa: PLC0415 - own line, as reports
+
+    app.include_router(webhooks.router)
+    app.include_router(events.router)
     return app

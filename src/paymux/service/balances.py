@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.exc import IntegrityError
 
 from paymux.domain.ids import new_id
@@ -14,6 +14,7 @@ from paymux.service.errors import IdempotencyKeyReused, NotFound
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import merchant_exists
 from paymux.service.views import iso
+from paymux.store import ledger_repo as ledger
 from paymux.store.tables import journal_entries, postings, topups
 
 
@@ -58,23 +59,16 @@ async def create_topup(
         "description": description,
         "created_at": now,
     }
+    entry = topup_entry(merchant_id, amount, currency)
+
+    def write(conn: Connection) -> None:
+        conn.execute(topups.insert().values(**row))
+        ledger.post(conn, entry, now=now, merchant_id=merchant_id, topup_id=row["id"])
+        gw.outbox.emit(conn, merchant_id=merchant_id, event_type="balance.topped_up",
+                       obj=topup_view(row), now=now)
+
     try:
-        async with gw.db.write() as conn:
-            await conn.execute(topups.insert().values(**row))
-            await gw.ledger.post(
-                conn,
-                topup_entry(merchant_id, amount, currency),
-                now=now,
-                merchant_id=merchant_id,
-                topup_id=row["id"],
-            )
-            await gw.outbox.emit(
-                conn,
-                merchant_id=merchant_id,
-                event_type="balance.topped_up",
-                obj=topup_view(row),
-                now=now,
-            )
+        await gw.db.run_write(write)
     except IntegrityError:
         async with gw.db.read() as conn:
             found = (

@@ -8,13 +8,14 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import merchant_available, merchant_held
 from paymux.domain.money import SUPPORTED_CURRENCIES
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
+from paymux.store.ledger_repo import ensure_accounts
 from paymux.store.tables import merchants
 
 
@@ -44,16 +45,17 @@ async def create_merchant(gw: Gateway, name: str) -> tuple[dict[str, Any], str]:
         "active": True,
         "created_at": now,
     }
-    async with gw.db.write() as conn:
-        await conn.execute(merchants.insert().values(**row))
-        await gw.ledger.ensure_accounts(
-            conn,
-            [
-                ref(row["id"], currency)
-                for currency in sorted(SUPPORTED_CURRENCIES)
-                for ref in (merchant_available, merchant_held)
-            ],
-        )
+    refs = [
+        ref(row["id"], currency)
+        for currency in sorted(SUPPORTED_CURRENCIES)
+        for ref in (merchant_available, merchant_held)
+    ]
+
+    def write(conn: Connection) -> None:
+        conn.execute(merchants.insert().values(**row))
+        ensure_accounts(conn, refs)
+
+    await gw.db.run_write(write)
     return row, secret
 
 

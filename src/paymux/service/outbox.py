@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from paymux.domain.ids import new_id
 from paymux.service.views import iso
@@ -19,9 +19,9 @@ class Outbox:
         # Set after a commit that wrote events, so the relay wakes without polling delay.
         self.wakeup = asyncio.Event()
 
-    async def emit(
+    def emit(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         *,
         merchant_id: str,
         event_type: str,
@@ -35,7 +35,7 @@ class Outbox:
             "created_at": iso(now),
             "data": {"object": obj},
         }
-        await conn.execute(
+        conn.execute(
             events.insert().values(
                 id=event_id,
                 merchant_id=merchant_id,

@@ -16,9 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, select, update
+from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux import metrics
 from paymux.channels.base import Channel, ChannelResult, Outcome, PayeeType, TransferOrder
@@ -43,6 +42,7 @@ from paymux.service.errors import (
 )
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
+from paymux.store import ledger_repo as ledger
 from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
@@ -135,16 +135,14 @@ async def create_transfer(
         "next_sync_at": None,
         "sync_attempts": 0,
     }
+    hold = hold_entry(merchant_id, req.amount, fq.fee, req.currency)
+
+    def write_pending(conn: Connection) -> None:
+        conn.execute(transfers.insert().values(**row))
+        ledger.post(conn, hold, now=now, merchant_id=merchant_id, transfer_id=transfer_id)
+
     try:
-        async with gw.db.write() as conn:
-            await conn.execute(transfers.insert().values(**row))
-            await gw.ledger.post(
-                conn,
-                hold_entry(merchant_id, req.amount, fq.fee, req.currency),
-                now=now,
-                merchant_id=merchant_id,
-                transfer_id=transfer_id,
-            )
+        await gw.db.run_write(write_pending)
     except InsufficientFunds:
         raise InsufficientFundsError(
             f"available balance does not cover amount {req.amount} + fee {fq.fee}",
@@ -165,7 +163,9 @@ async def create_transfer(
         log.critical("fault injection: exiting after the pending row committed")
         os._exit(17)
     result = await send_once(gw, gw.channels[channel_name], order_for(gw, row))
-    return Created(await apply_result(gw, transfer_id, result, source="send"), replayed=False)
+    return Created(
+        await apply_result(gw, transfer_id, result, source="send", known=row), replayed=False
+    )
 
 
 async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> ChannelResult:
@@ -197,74 +197,90 @@ def _entry_for(action: EntryKind, row: dict[str, Any]) -> JournalEntry:
 
 
 async def apply_result(
-    gw: Gateway, transfer_id: str, result: ChannelResult, *, source: str
+    gw: Gateway,
+    transfer_id: str,
+    result: ChannelResult,
+    *,
+    source: str,
+    known: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Move the transfer forward as ``result`` says, with its ledger entries and events."""
+    """Move the transfer forward as ``result`` says, with its ledger entries and events.
+
+    ``known`` is the row as the caller last saw it (the send path just wrote it): the move is
+    then tried without reading it again, guarded by ``status = <known status>``; if someone
+    else moved it meanwhile, the transaction starts over from a locked read.
+    """
     now = gw.clock()
-    async with gw.db.write() as conn:
-        row = await _locked_row(conn, transfer_id)
-        current = TransferStatus(row["status"])
-        path = transition_path(current, result.outcome)
-        if not path:
-            if current is TransferStatus.succeeded and result.outcome is Outcome.FAILED:
-                metrics.operator_alerts.labels("late_failure_after_success").inc()
-                log.error(
-                    "ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
-                    transfer_id,
-                    source,
-                )
-            return row
-        for target in path:
-            values: dict[str, Any] = {"status": target.value, "updated_at": now}
-            if result.channel_order_id and not row["channel_order_id"]:
-                values["channel_order_id"] = result.channel_order_id
-            if target is TransferStatus.failed:
-                values["failure_code"] = (result.failure_code or "channel_failed")[:64]
-                values["failure_message"] = (result.failure_message or "")[:256] or None
-            if target in _TERMINAL_DONE:
-                values["completed_at"] = row["completed_at"] or now
-                values["next_sync_at"] = None
-            if target is TransferStatus.processing:
-                values["next_sync_at"] = now + timedelta(
-                    seconds=gw.settings.sync_first_delay_seconds
-                )
-                values["sync_attempts"] = 0
-            moved = await conn.execute(
-                update(transfers)
-                .where(and_(transfers.c.id == transfer_id, transfers.c.status == current.value))
-                .values(**values)
-            )
-            if moved.rowcount != 1:  # cannot happen under the row lock; refuse to guess
-                raise RuntimeError(f"transfer {transfer_id} changed under its lock")
-            row.update(values)
-            action = ledger_action(current, target)
-            if action is not None:
-                await gw.ledger.post(
-                    conn,
-                    _entry_for(action, row),
-                    now=now,
-                    merchant_id=row["merchant_id"],
-                    transfer_id=transfer_id,
-                )
-            await gw.outbox.emit(
-                conn,
-                merchant_id=row["merchant_id"],
-                event_type=f"transfer.{target.value}",
-                obj=transfer_view(row),
-                now=now,
-            )
-            metrics.transfer_transitions.labels(row["channel"], target.value).inc()
-            current = target
-    gw.outbox.notify_committed()
-    log.info("transfer %s -> %s (%s)", transfer_id, row["status"], source)
+
+    def move(conn: Connection) -> tuple[dict[str, Any], bool]:
+        row = dict(known) if known is not None else _locked_row(conn, transfer_id)
+        for _ in range(2):
+            changed = _move(gw, conn, row, result, now=now, source=source)
+            if changed is not None:
+                return row, changed
+            row = _locked_row(conn, transfer_id)  # lost a race with the guess: read, retry
+        raise RuntimeError(f"transfer {transfer_id} changed under its lock")
+
+    row, changed = await gw.db.run_write(move)
+    if changed:
+        gw.outbox.notify_committed()
+        log.info("transfer %s -> %s (%s)", transfer_id, row["status"], source)
     return row
 
 
-async def _locked_row(conn: AsyncConnection, transfer_id: str) -> dict[str, Any]:
+def _move(
+    gw: Gateway, conn: Connection, row: dict[str, Any], result: ChannelResult, *,
+    now: datetime, source: str,
+) -> bool | None:
+    """Apply ``result`` to ``row`` (mutated). True moved, False no-op, None: row was stale."""
+    transfer_id = row["id"]
+    current = TransferStatus(row["status"])
+    path = transition_path(current, result.outcome)
+    if not path:
+        if current is TransferStatus.succeeded and result.outcome is Outcome.FAILED:
+            metrics.operator_alerts.labels("late_failure_after_success").inc()
+            log.error("ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
+                      transfer_id, source)
+        return False
+    for target in path:
+        values: dict[str, Any] = {"status": target.value, "updated_at": now}
+        if result.channel_order_id and not row["channel_order_id"]:
+            values["channel_order_id"] = result.channel_order_id
+        if target is TransferStatus.failed:
+            values["failure_code"] = (result.failure_code or "channel_failed")[:64]
+            values["failure_message"] = (result.failure_message or "")[:256] or None
+        if target in _TERMINAL_DONE:
+            values["completed_at"] = row["completed_at"] or now
+            values["next_sync_at"] = None
+        if target is TransferStatus.processing:
+            values["next_sync_at"] = now + timedelta(seconds=gw.settings.sync_first_delay_seconds)
+            values["sync_attempts"] = 0
+        moved = conn.execute(
+            update(transfers)
+            .where(and_(transfers.c.id == transfer_id, transfers.c.status == current.value))
+            .values(**values)
+        )
+        if moved.rowcount != 1:
+            if target is path[0]:
+                return None  # stale guess; nothing written yet in this attempt
+            raise RuntimeError(f"transfer {transfer_id} changed mid-move")
+        row.update(values)
+        action = ledger_action(current, target)
+        if action is not None:
+            ledger.post(conn, _entry_for(action, row), now=now,
+                        merchant_id=row["merchant_id"], transfer_id=transfer_id)
+        gw.outbox.emit(conn, merchant_id=row["merchant_id"],
+                       event_type=f"transfer.{target.value}", obj=transfer_view(row), now=now)
+        metrics.transfer_transitions.labels(row["channel"], target.value).inc()
+        current = target
+    return True
+
+
+def _locked_row(conn: Connection, transfer_id: str) -> dict[str, Any]:
     stmt = select(transfers).where(transfers.c.id == transfer_id)
     if conn.dialect.name != "sqlite":  # SQLite's single writer is the lock there
         stmt = stmt.with_for_update()
-    found = (await conn.execute(stmt)).mappings().first()
+    found = conn.execute(stmt).mappings().first()
     if found is None:
         raise NotFound(f"no transfer {transfer_id}")
     return dict(found)

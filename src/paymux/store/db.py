@@ -1,27 +1,41 @@
 """Engine set-up and transaction scopes for SQLite and PostgreSQL.
 
-Writes that move money go through :meth:`Database.write`. On PostgreSQL each write
-transaction relies on row locks (conditional UPDATEs and SELECT ... FOR UPDATE). SQLite has
-one writer at a time: in-process writers queue on an asyncio lock (cheaper than spinning on
-SQLITE_BUSY) and the transaction opens with BEGIN IMMEDIATE so a second process waits on
-busy_timeout instead of failing mid-transaction.
+Money-moving transactions are plain functions of a sync ``Connection`` run by
+:meth:`Database.run_write`:
+
+- SQLite has one writer at a time, so the whole transaction runs in one hop on a dedicated
+  writer thread (BEGIN IMMEDIATE ... COMMIT). Holding the write lock across event-loop turns
+  (one per statement with aiosqlite) made every writer wait for every other request's CPU
+  work; in one hop the lock is held only for the SQLite work itself.
+- PostgreSQL runs the function on the async engine (``run_sync``); row locks (conditional
+  UPDATEs) serialize only what must be, and callers put the balance UPDATE last so a hot
+  merchant row is locked for as short as possible.
+
+:meth:`Database.write` is the async scope for everything else; on SQLite it queues
+in-process writers on an asyncio lock and also opens with BEGIN IMMEDIATE, so a writer in
+another process or thread waits on busy_timeout instead of failing mid-transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 _WRITE_OPTION = "paymux_write"
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+_DEADLOCK_RETRIES = 3
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,10 +72,42 @@ class Database:
             kwargs["pool_pre_ping"] = False
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._install_listeners()
+        self._writer_engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        if self.is_sqlite:
+            self._writer_engine = create_engine(
+                parsed.set(drivername="sqlite"), connect_args={"timeout": 30},
+                pool_size=1, max_overflow=0,
+            )
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="paymux-sqlite-writer")
+            self._install_listeners(self._writer_engine)
+        self._install_listeners(self.engine.sync_engine)
 
-    def _install_listeners(self) -> None:
-        sync_engine = self.engine.sync_engine
+    async def run_write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one write transaction (commit on return, rollback on raise)."""
+        if self._writer_engine is None:
+            for attempt in range(_DEADLOCK_RETRIES):
+                try:
+                    async with self.engine.begin() as conn:
+                        return await conn.run_sync(fn)
+                except DBAPIError as exc:
+                    # Deadlock / serialization failure: PostgreSQL rolled the whole
+                    # transaction back, so running it again is safe.
+                    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                    if code not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
+        engine = self._writer_engine
+
+        def _tx() -> T:
+            with engine.connect() as raw:
+                conn = raw.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, _tx)
+
+    def _install_listeners(self, sync_engine: Engine) -> None:
         counters = self.counters
 
         @event.listens_for(sync_engine, "before_cursor_execute")
@@ -115,3 +161,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._writer_engine is not None and self._writer is not None:
+            self._writer.submit(self._writer_engine.dispose).result()
+            self._writer.shutdown(wait=True)

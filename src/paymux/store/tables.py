@@ -143,7 +143,9 @@ postings = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("entry_id", String(40), ForeignKey("journal_entries.id"), nullable=False),
-    Column("account_key", String(120), ForeignKey("accounts.key"), nullable=False),
+    # No foreign key: house and channel accounts need no row (their balance is derived from
+    # postings), so a channel added later posts without a set-up step.
+    Column("account_key", String(120), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Index("ix_postings_entry_id", "entry_id"),
     Index("ix_postings_account_key", "account_key"),
@@ -220,6 +222,8 @@ webhook_endpoints = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     _ts("created_at"),
     _ts("updated_at"),
+    # Soft delete: deliveries and attempts keep pointing at the row.
+    _ts("deleted_at", nullable=True),
     Index("ix_webhook_endpoints_merchant_id", "merchant_id"),
 )
 
@@ -248,6 +252,8 @@ webhook_deliveries = Table(
     _ts("next_attempt_at", nullable=True),
     Index("ix_webhook_deliveries_event_id", "event_id"),
     Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+    # The relay's reconciliation pass looks for overdue pending deliveries.
+    Index("ix_webhook_deliveries_status_next_attempt", "status", "next_attempt_at"),
 )
 
 webhook_attempts = Table(

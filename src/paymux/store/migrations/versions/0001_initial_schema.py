@@ -108,9 +108,6 @@ def upgrade() -> None:
         sa.Column("account_key", sa.String(length=120), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_key"], ["accounts.key"], name=op.f("fk_postings_account_key_accounts")
-        ),
-        sa.ForeignKeyConstraint(
             ["entry_id"], ["journal_entries.id"], name=op.f("fk_postings_entry_id_journal_entries")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_postings")),
@@ -187,6 +184,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["merchant_id"],
             ["merchants.id"],
@@ -220,6 +218,11 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_deliveries_endpoint_id", ["endpoint_id"], unique=False)
         batch_op.create_index("ix_webhook_deliveries_event_id", ["event_id"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_deliveries_status_next_attempt",
+            ["status", "next_attempt_at"],
+            unique=False,
+        )
 
     op.create_table(
         "webhook_secrets",
@@ -277,6 +280,7 @@ def downgrade() -> None:
 
     op.drop_table("webhook_secrets")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_status_next_attempt")
         batch_op.drop_index("ix_webhook_deliveries_event_id")
         batch_op.drop_index("ix_webhook_deliveries_endpoint_id")
 

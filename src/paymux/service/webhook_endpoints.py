@@ -1,0 +1,404 @@
+"""Merchants' webhook endpoints, their signing secrets, attempts, and the events they receive.
+
+A secret is returned only by `create_endpoint` and `rotate_secret`; no view here contains
+one. Rotation keeps the previous secret signing until its `expires_at`, so a merchant can
+deploy the new secret while deliveries carry both signatures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, or_, select, update
+
+from paymux.domain.ids import new_id
+from paymux.service.errors import Conflict, InvalidRequest, NotFound, ServiceError
+from paymux.service.gateway import Gateway
+from paymux.service.views import iso
+from paymux.store.tables import (
+    events,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_secrets,
+)
+from paymux.webhooks import signing, ssrf
+from paymux.webhooks.relay import (
+    WILDCARD,
+    delivery_schedule,
+    enqueue_now,
+    new_delivery,
+    parse_event_types,
+    subscribed,
+)
+
+# Every type Outbox.emit is called with; "*" subscribes to all of them (and future ones).
+EVENT_TYPES: tuple[str, ...] = (
+    "balance.topped_up",
+    "transfer.processing",
+    "transfer.succeeded",
+    "transfer.failed",
+    "transfer.returned",
+)
+ATTEMPT_ID_PREFIX = "wha_"
+
+
+class UnsafeWebhookURL(ServiceError):
+    status, code, title = 422, "unsafe_url", "Webhook URL not allowed"
+
+
+def check_event_types(types: Sequence[str]) -> list[str]:
+    """The subscription, de-duplicated in order; unknown types are refused."""
+    unknown = [t for t in types if t != WILDCARD and t not in EVENT_TYPES]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)} or '*'"
+        )
+    if not types:
+        raise InvalidRequest("event_types needs at least one type (or '*')")
+    return list(dict.fromkeys(types))
+
+
+async def check_url(gw: Gateway, url: str) -> None:
+    try:
+        await ssrf.check_url(
+            url,
+            allow_http=gw.settings.webhook_allow_http,
+            allow_private=gw.settings.webhook_allow_private,
+        )
+    except ssrf.UnsafeURL as exc:
+        raise UnsafeWebhookURL(str(exc)) from None
+
+
+def endpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "webhook_endpoint",
+        "url": row["url"],
+        "event_types": parse_event_types(row["event_types"]),
+        "description": row["description"],
+        "enabled": bool(row["enabled"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"{ATTEMPT_ID_PREFIX}{row['id']}",
+        "object": "webhook_attempt",
+        "endpoint_id": row["endpoint_id"],
+        "event_id": row["event_id"],
+        "delivery_id": row["delivery_id"],
+        "attempt": row["attempt"],
+        "ok": bool(row["ok"]),
+        "status_code": row["status_code"],
+        "latency_ms": row["latency_ms"],
+        "response_excerpt": row["response_excerpt"],
+        "error": row["error"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = orjson.loads(row["payload"])
+    return {"id": payload.pop("id"), "object": "event", **payload}
+
+
+def delivery_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "webhook_delivery",
+        "event_id": row["event_id"],
+        "endpoint_id": row["endpoint_id"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "created_at": iso(row["created_at"]),
+    }
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+
+async def create_endpoint(
+    gw: Gateway,
+    merchant_id: str,
+    *,
+    url: str,
+    event_types: Sequence[str],
+    description: str | None,
+) -> tuple[dict[str, Any], str]:
+    """The new endpoint and its first secret (the only time the secret is returned)."""
+    types = check_event_types(event_types)
+    await check_url(gw, url)
+    now = gw.clock()
+    secret = signing.generate_secret()
+    row: dict[str, Any] = {
+        "id": new_id("we"),
+        "merchant_id": merchant_id,
+        "url": url,
+        "event_types": orjson.dumps(types).decode(),
+        "description": description,
+        "enabled": True,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    async with gw.db.write() as conn:
+        await conn.execute(webhook_endpoints.insert().values(**row))
+        await conn.execute(
+            webhook_secrets.insert().values(endpoint_id=row["id"], secret=secret, created_at=now)
+        )
+    return row, secret
+
+
+async def get_endpoint(gw: Gateway, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
+    """A live endpoint of this merchant; another merchant's or a deleted one is 404."""
+    w = webhook_endpoints.c
+    async with gw.db.read() as conn:
+        found = (
+            (
+                await conn.execute(
+                    select(webhook_endpoints).where(
+                        and_(
+                            w.id == endpoint_id,
+                            w.merchant_id == merchant_id,
+                            w.deleted_at.is_(None),
+                        )
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if found is None:
+        raise NotFound(f"no webhook endpoint {endpoint_id}")
+    return dict(found)
+
+
+async def list_endpoints(
+    gw: Gateway, merchant_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    w = webhook_endpoints.c
+    stmt = (
+        select(webhook_endpoints)
+        .where(and_(w.merchant_id == merchant_id, w.deleted_at.is_(None)))
+        .order_by(w.id.desc())
+        .limit(limit + 1)
+    )
+    if starting_after:
+        stmt = stmt.where(w.id < starting_after)
+    async with gw.db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+@dataclass(frozen=True)
+class EndpointChanges:
+    """Fields a PATCH sets; `fields` names the ones present (description may become None)."""
+
+    fields: frozenset[str]
+    url: str | None = None
+    event_types: Sequence[str] | None = None
+    description: str | None = None
+    enabled: bool | None = None
+
+
+async def update_endpoint(
+    gw: Gateway, merchant_id: str, endpoint_id: str, changes: EndpointChanges
+) -> dict[str, Any]:
+    await get_endpoint(gw, merchant_id, endpoint_id)
+    values: dict[str, Any] = {}
+    if "url" in changes.fields and changes.url is not None:
+        await check_url(gw, changes.url)
+        values["url"] = changes.url
+    if "event_types" in changes.fields and changes.event_types is not None:
+        values["event_types"] = orjson.dumps(check_event_types(changes.event_types)).decode()
+    if "description" in changes.fields:
+        values["description"] = changes.description
+    if "enabled" in changes.fields and changes.enabled is not None:
+        values["enabled"] = changes.enabled
+    if values:
+        values["updated_at"] = gw.clock()
+        w = webhook_endpoints.c
+        async with gw.db.write() as conn:
+            await conn.execute(
+                update(webhook_endpoints)
+                .where(and_(w.id == endpoint_id, w.deleted_at.is_(None)))
+                .values(**values)
+            )
+    return await get_endpoint(gw, merchant_id, endpoint_id)
+
+
+async def delete_endpoint(gw: Gateway, merchant_id: str, endpoint_id: str) -> None:
+    """Soft delete: nothing more is delivered; deliveries and attempts stay on record."""
+    await get_endpoint(gw, merchant_id, endpoint_id)
+    now = gw.clock()
+    w = webhook_endpoints.c
+    async with gw.db.write() as conn:
+        await conn.execute(
+            update(webhook_endpoints)
+            .where(and_(w.id == endpoint_id, w.deleted_at.is_(None)))
+            .values(deleted_at=now, enabled=False, updated_at=now)
+        )
+
+
+async def rotate_secret(
+    gw: Gateway, merchant_id: str, endpoint_id: str, *, overlap_seconds: int | None
+) -> tuple[dict[str, Any], str, datetime]:
+    """A new secret; the current ones keep signing until the returned expiry."""
+    endpoint = await get_endpoint(gw, merchant_id, endpoint_id)
+    overlap = (
+        gw.settings.webhook_secret_overlap_seconds if overlap_seconds is None else overlap_seconds
+    )
+    now = gw.clock()
+    expires = now + timedelta(seconds=overlap)
+    secret = signing.generate_secret()
+    k = webhook_secrets.c
+    async with gw.db.write() as conn:
+        # Never lengthen an earlier rotation's overlap, only shorten it.
+        await conn.execute(
+            update(webhook_secrets)
+            .where(
+                and_(
+                    k.endpoint_id == endpoint_id,
+                    or_(k.expires_at.is_(None), k.expires_at > expires),
+                )
+            )
+            .values(expires_at=expires)
+        )
+        await conn.execute(
+            webhook_secrets.insert().values(endpoint_id=endpoint_id, secret=secret, created_at=now)
+        )
+    return endpoint, secret, expires
+
+
+def _attempt_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    digits = cursor.removeprefix(ATTEMPT_ID_PREFIX)
+    if not digits.isascii() or not digits.isdigit():
+        raise InvalidRequest("cursor is not an attempt id")
+    return int(digits)
+
+
+async def list_attempts(
+    gw: Gateway, merchant_id: str, endpoint_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Attempts to one endpoint, newest first."""
+    await get_endpoint(gw, merchant_id, endpoint_id)
+    a = webhook_attempts.c
+    stmt = (
+        select(webhook_attempts)
+        .where(a.endpoint_id == endpoint_id)
+        .order_by(a.id.desc())
+        .limit(limit + 1)
+    )
+    after = _attempt_cursor(starting_after)
+    if after is not None:
+        stmt = stmt.where(a.id < after)
+    async with gw.db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+async def list_events(
+    gw: Gateway,
+    merchant_id: str,
+    *,
+    event_type: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The merchant's events, newest first (event ids are time-ordered)."""
+    e = events.c
+    stmt = select(events).where(e.merchant_id == merchant_id).order_by(e.id.desc()).limit(limit + 1)
+    if event_type:
+        stmt = stmt.where(e.type == event_type)
+    if starting_after:
+        stmt = stmt.where(e.id < starting_after)
+    async with gw.db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+async def get_event(
+    gw: Gateway, merchant_id: str, event_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The event and its deliveries (oldest first)."""
+    e, d = events.c, webhook_deliveries.c
+    async with gw.db.read() as conn:
+        found = (
+            (
+                await conn.execute(
+                    select(events).where(and_(e.id == event_id, e.merchant_id == merchant_id))
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if found is None:
+            raise NotFound(f"no event {event_id}")
+        deliveries = [
+            dict(r)
+            for r in (
+                await conn.execute(
+                    select(webhook_deliveries).where(d.event_id == event_id).order_by(d.id)
+                )
+            ).mappings()
+        ]
+    return dict(found), deliveries
+
+
+async def redeliver_event(
+    gw: Gateway, merchant_id: str, event_id: str, *, endpoint_id: str | None
+) -> list[dict[str, Any]]:
+    """Fresh deliveries of the event, due now: to `endpoint_id`, or to every live subscriber.
+
+    The payload and so the `webhook-id` are the original event's: a merchant that already
+    processed it recognises the duplicate.
+    """
+    event, _ = await get_event(gw, merchant_id, event_id)
+    if endpoint_id is not None:
+        endpoint = await get_endpoint(gw, merchant_id, endpoint_id)
+        if not endpoint["enabled"]:
+            raise Conflict(
+                f"webhook endpoint {endpoint_id} is disabled", code_override="endpoint_disabled"
+            )
+        targets = [endpoint_id]
+    else:
+        w = webhook_endpoints.c
+        async with gw.db.read() as conn:
+            live = (
+                await conn.execute(
+                    select(w.id, w.event_types)
+                    .where(
+                        and_(
+                            w.merchant_id == merchant_id,
+                            w.enabled.is_(True),
+                            w.deleted_at.is_(None),
+                        )
+                    )
+                    .order_by(w.id)
+                )
+            ).all()
+        targets = [i for i, types in live if subscribed(parse_event_types(types), event["type"])]
+        if not targets:
+            raise Conflict(
+                f"no enabled webhook endpoint subscribes to {event['type']}",
+                code_override="no_matching_endpoint",
+            )
+    now = gw.clock()
+    rows = [new_delivery(event_id, target, now) for target in targets]
+    async with gw.db.write() as conn:
+        await conn.execute(webhook_deliveries.insert(), rows)
+    await enqueue_now(delivery_schedule(gw), [r["id"] for r in rows])
+    return rows
