@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from paymux.redis_embedded import EmbeddedRedis
+from tests.support import drop_created_databases
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +30,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Directory decides the marker, so CI's PostgreSQL pass (-m "store or e2e") finds them.
     for item in items:
@@ -44,6 +43,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     base = os.environ.get("PAYMUX_TEST_DATABASE_URL")
     if base:
-        from tests.support import drop_created_databases
-
         drop_created_databases(base)

@@ -17,8 +17,14 @@ import pytest
 from paymux.devstack import Stack, free_port
 from tests.support import fresh_database_url
 
-FAST_SANDBOX = ["--delay-seconds", "1.0", "--hang-seconds", "6", "--notify-schedule",
-                "0.3,0.5,1,1,2,2"]
+FAST_SANDBOX = [
+    "--delay-seconds",
+    "1.0",
+    "--hang-seconds",
+    "6",
+    "--notify-schedule",
+    "0.3,0.5,1,1,2,2",
+]
 
 
 def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
@@ -34,8 +40,12 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
         "PAYMUX_DATABASE_POOL_SIZE": "5",
     }
     env.update(gateway_env)
-    timeouts = {"timeout_seconds": 2.0, "max_retries": 2, "retry_initial_seconds": 0.05,
-                "retry_initial_backoff_seconds": 0.05}
+    timeouts = {
+        "timeout_seconds": 2.0,
+        "max_retries": 2,
+        "retry_initial_seconds": 0.05,
+        "retry_initial_backoff_seconds": 0.05,
+    }
     return Stack(
         data_dir=tmp,
         database_url=fresh_database_url(tmp),
@@ -78,8 +88,11 @@ class Api:
 
 
 def admin_client(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.gateway_url, timeout=30,
-                        headers={"Authorization": f"Bearer {stack.admin_key}"})
+    return httpx.Client(
+        base_url=stack.gateway_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {stack.admin_key}"},
+    )
 
 
 def new_merchant(stack: Stack, funds: int = 10_000_000, name: str = "Test merchant") -> Api:
@@ -88,12 +101,17 @@ def new_merchant(stack: Stack, funds: int = 10_000_000, name: str = "Test mercha
     assert created.status_code == 201, created.text
     body = created.json()
     if funds:
-        topup = admin.post(f"/v1/merchants/{body['id']}/topups",
-                           json={"amount": funds, "currency": "CNY"},
-                           headers={"Idempotency-Key": uuid.uuid4().hex})
+        topup = admin.post(
+            f"/v1/merchants/{body['id']}/topups",
+            json={"amount": funds, "currency": "CNY"},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
         assert topup.status_code == 201, topup.text
-    client = httpx.Client(base_url=stack.gateway_url, timeout=30,
-                          headers={"Authorization": f"Bearer {body['secret_key']}"})
+    client = httpx.Client(
+        base_url=stack.gateway_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {body['secret_key']}"},
+    )
     return Api(client=client, merchant_id=body["id"])
 
 

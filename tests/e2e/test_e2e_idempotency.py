@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from paymux.devstack import Stack
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, new_merchant
 from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders
 
 
@@ -19,12 +19,15 @@ def test_fifty_concurrent_posts_one_key(stack: Stack, merchant: Api) -> None:
     auth = merchant.client.headers["Authorization"]
 
     async def fire() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30,
-                                     headers={"Authorization": auth}) as client:
-            return await asyncio.gather(*(
-                client.post("/v1/transfers", json=request, headers={"Idempotency-Key": key})
-                for _ in range(50)
-            ))
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, timeout=30, headers={"Authorization": auth}
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/v1/transfers", json=request, headers={"Idempotency-Key": key})
+                    for _ in range(50)
+                )
+            )
 
     responses = asyncio.run(fire())
     statuses = sorted({r.status_code for r in responses})
@@ -53,15 +56,12 @@ def test_replay_and_reuse(merchant: Api) -> None:
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.content == first.content
-    other = merchant.transfer(body(payee("alipay_account", "bob@example.com"), amount=999),
-                              key=key)
+    other = merchant.transfer(body(payee("alipay_account", "bob@example.com"), amount=999), key=key)
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_key_reused"
 
 
 def test_keys_are_scoped_per_merchant(stack: Stack, merchant: Api) -> None:
-    from tests.e2e.conftest import new_merchant
-
     other = new_merchant(stack, name="Scoped")
     key = f"shared-{uuid.uuid4().hex}"
     a = merchant.transfer(body(payee("alipay_account", "c@example.com")), key=key).json()

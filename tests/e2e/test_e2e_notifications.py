@@ -20,15 +20,17 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from paymux_alipay import signing
 
 from paymux.devstack import Stack, free_port
-from paymux_alipay import signing
 from tests.e2e.conftest import Api, make_stack, new_merchant
 from tests.e2e.test_e2e_transfers import body, payee, wait_status
 
 
-def _stack(tmp_factory: pytest.TempPathFactory, redis_url: str, name: str,
-           **env: str) -> Iterator[Stack]:
+def _stack(
+    tmp_factory: pytest.TempPathFactory, redis_url: str, name: str, **env: str
+) -> Iterator[Stack]:
     stack = make_stack(tmp_factory.mktemp(name), redis_url, **env)
     try:
         stack.start_sandboxes()
@@ -41,8 +43,12 @@ def _stack(tmp_factory: pytest.TempPathFactory, redis_url: str, name: str,
 
 @pytest.fixture(scope="module")
 def sync_only(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    yield from _stack(tmp_path_factory, redis_url, "sync-only",
-                      PAYMUX_PUBLIC_URL=f"http://127.0.0.1:{free_port()}")
+    yield from _stack(
+        tmp_path_factory,
+        redis_url,
+        "sync-only",
+        PAYMUX_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +58,13 @@ def notify_only(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Ite
 
 @pytest.fixture(scope="module")
 def isolated(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    yield from _stack(tmp_path_factory, redis_url, "isolated", PAYMUX_SYNC_ENABLED="false",
-                      PAYMUX_PUBLIC_URL=f"http://127.0.0.1:{free_port()}")
+    yield from _stack(
+        tmp_path_factory,
+        redis_url,
+        "isolated",
+        PAYMUX_SYNC_ENABLED="false",
+        PAYMUX_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",
+    )
 
 
 def sandbox_config(stack: Stack, channel: str, **values: Any) -> None:
@@ -72,7 +83,10 @@ def ledger_check(stack: Stack) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "paymux", "ledger", "check"],
         env={"PAYMUX_DATABASE_URL": stack.database_url or "", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -98,8 +112,10 @@ def test_unseen_outcome_resolved_by_query(sync_only: Stack) -> None:
 def test_tampered_response_signature_is_never_success(sync_only: Stack) -> None:
     api = new_merchant(sync_only)
     before = api.get("/v1/balance").json()
-    for channel, p in (("alipay", payee("alipay_account", "tamper@example.com")),
-                       ("wechat", payee("wechat_openid", "o_tamper"))):
+    for channel, p in (
+        ("alipay", payee("alipay_account", "tamper@example.com")),
+        ("wechat", payee("wechat_openid", "o_tamper")),
+    ):
         sandbox_config(sync_only, channel, tamper_response_signature=True)
         try:
             t = api.transfer(body(p)).json()
@@ -117,8 +133,10 @@ def test_tampered_response_signature_is_never_success(sync_only: Stack) -> None:
 
 def test_lost_sync_response_reaches_succeeded_by_notification(notify_only: Stack) -> None:
     api = new_merchant(notify_only)
-    for p in (payee("alipay_account", "timeout-n@example.com"),
-              payee("wechat_openid", "o_timeout_n")):
+    for p in (
+        payee("alipay_account", "timeout-n@example.com"),
+        payee("wechat_openid", "o_timeout_n"),
+    ):
         t = api.transfer(body(p)).json()
         assert t["status"] in ("processing", "succeeded"), t
         wait_status(api, t["id"], "succeeded", timeout=20)
@@ -127,10 +145,17 @@ def test_lost_sync_response_reaches_succeeded_by_notification(notify_only: Stack
 def test_tampered_notifications_and_wrong_apiv3_key_change_nothing(notify_only: Stack) -> None:
     api = new_merchant(notify_only)
     cases = [
-        ("alipay", payee("alipay_account", "delay-t@example.com"),
-         {"tamper_notification_signature": True}),
+        (
+            "alipay",
+            payee("alipay_account", "delay-t@example.com"),
+            {"tamper_notification_signature": True},
+        ),
         ("wechat", payee("wechat_openid", "o_delay_t"), {"tamper_notification_signature": True}),
-        ("wechat", payee("wechat_openid", "o_delay_k"), {"wrong_apiv3_key_for_notifications": True}),
+        (
+            "wechat",
+            payee("wechat_openid", "o_delay_k"),
+            {"wrong_apiv3_key_for_notifications": True},
+        ),
     ]
     for channel, p, bad in cases:
         sandbox_config(notify_only, channel, **bad)
@@ -141,7 +166,8 @@ def test_tampered_notifications_and_wrong_apiv3_key_change_nothing(notify_only: 
         finally:
             sandbox_config(notify_only, channel, **{k: False for k in bad})
         resend = httpx.post(
-            f"{notify_only.sandbox_url(channel)}/__sandbox/orders/{t['channel_reference']}/notify")
+            f"{notify_only.sandbox_url(channel)}/__sandbox/orders/{t['channel_reference']}/notify"
+        )
         assert resend.status_code < 300, resend.text
         wait_status(api, t["id"], "succeeded")
     assert ledger_check(notify_only).returncode == 0
@@ -159,8 +185,14 @@ class AlipayNotifier:
         self.app_id = (keys / "app_id.txt").read_text().strip()
         self.url = f"{stack.gateway_url}/callbacks/alipay"
 
-    def form(self, transfer: dict[str, Any], status: str, *, amount: str | None = None,
-             app_id: str | None = None) -> dict[str, str]:
+    def form(
+        self,
+        transfer: dict[str, Any],
+        status: str,
+        *,
+        amount: str | None = None,
+        app_id: str | None = None,
+    ) -> dict[str, str]:
         biz = {
             "out_biz_no": transfer["channel_reference"],
             "order_id": transfer.get("channel_order_id") or "20260000000000000001",
@@ -197,11 +229,10 @@ def test_forged_replayed_mismatched_and_out_of_order(isolated: Stack) -> None:
     assert held > 0
 
     # Forged: signed with a key that is not Alipay's.
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     forged = notifier.form(t, "SUCCESS", amount=_yuan(2345))
     forged["sign"] = signing.sign_notification(
-        forged, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        forged, rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
     r = notifier.post(forged)
     assert r.status_code != 200 or r.text != "success"
     # Tampered: a valid signature over other content.
@@ -210,10 +241,15 @@ def test_forged_replayed_mismatched_and_out_of_order(isolated: Stack) -> None:
     assert notifier.post(tampered).text != "success"
     # Mismatch: genuinely signed, but the amount or our app id is wrong -> refused, alerted.
     assert notifier.post(notifier.form(t, "SUCCESS", amount="9999.00")).text != "success"
-    assert notifier.post(notifier.form(t, "SUCCESS", amount=_yuan(2345),
-                                       app_id="2021999999999999")).text != "success"
-    other_order = notifier.form({**t, "channel_order_id": "20269999999999999999"}, "SUCCESS",
-                                amount=_yuan(2345))
+    assert (
+        notifier.post(
+            notifier.form(t, "SUCCESS", amount=_yuan(2345), app_id="2021999999999999")
+        ).text
+        != "success"
+    )
+    other_order = notifier.form(
+        {**t, "channel_order_id": "20269999999999999999"}, "SUCCESS", amount=_yuan(2345)
+    )
     assert notifier.post(other_order).text != "success"
     stays(api, t["id"], "processing", 0.5)
     assert api.get("/v1/balance").json()["held"] == held
@@ -223,8 +259,11 @@ def test_forged_replayed_mismatched_and_out_of_order(isolated: Stack) -> None:
     assert notifier.post(refund).text == "success"
     assert api.get(f"/v1/transfers/{t['id']}").json()["status"] == "returned"
     # The late SUCCESS, a late FAIL and a replay of the REFUND are all no-ops.
-    for late in (notifier.form(t, "SUCCESS", amount=_yuan(2345)),
-                 notifier.form(t, "FAIL", amount=_yuan(2345)), refund):
+    for late in (
+        notifier.form(t, "SUCCESS", amount=_yuan(2345)),
+        notifier.form(t, "FAIL", amount=_yuan(2345)),
+        refund,
+    ):
         assert notifier.post(late).text == "success"
         assert api.get(f"/v1/transfers/{t['id']}").json()["status"] == "returned"
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from paymux.devstack import Stack
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, new_merchant
 
 
 def payee(kind: str, account: str, name: str | None = "Zhang San") -> dict[str, Any]:
@@ -57,8 +57,10 @@ def test_each_payee_type_succeeds(stack: Stack, merchant: Api) -> None:
 
 def test_business_failure_carries_channel_reason(merchant: Api) -> None:
     before = merchant.get("/v1/balance").json()
-    for p in (payee("alipay_account", "fail-payee@example.com"),
-              payee("wechat_openid", "o_fail_user")):
+    for p in (
+        payee("alipay_account", "fail-payee@example.com"),
+        payee("wechat_openid", "o_fail_user"),
+    ):
         t = merchant.transfer(body(p)).json()
         assert t["status"] == "failed", t
         assert t["failure_code"]
@@ -78,10 +80,12 @@ def test_unknown_outcomes_are_never_guessed(merchant: Api) -> None:
     # The sandbox creates the order, then answers 20000 / 500 or holds the answer past our
     # timeout. Its notification may beat our own request to the row; either way the
     # transfer must end succeeded, never failed.
-    for p in (payee("alipay_account", "error@example.com"),
-              payee("alipay_account", "timeout@example.com"),
-              payee("wechat_openid", "o_error_1"),
-              payee("wechat_openid", "o_timeout_1")):
+    for p in (
+        payee("alipay_account", "error@example.com"),
+        payee("alipay_account", "timeout@example.com"),
+        payee("wechat_openid", "o_error_1"),
+        payee("wechat_openid", "o_timeout_1"),
+    ):
         t = merchant.transfer(body(p)).json()
         assert t["status"] in ("processing", "succeeded"), t
         wait_status(merchant, t["id"], "succeeded", timeout=30)
@@ -90,8 +94,10 @@ def test_unknown_outcomes_are_never_guessed(merchant: Api) -> None:
 def test_retryable_before_acceptance_is_retried_with_same_reference(
     stack: Stack, merchant: Api
 ) -> None:
-    for p, channel in ((payee("wechat_openid", "o_busy_1"), "wechat"),
-                       (payee("alipay_account", "busy@example.com"), "alipay")):
+    for p, channel in (
+        (payee("wechat_openid", "o_busy_1"), "wechat"),
+        (payee("alipay_account", "busy@example.com"), "alipay"),
+    ):
         t = merchant.transfer(body(p)).json()
         assert t["status"] in ("succeeded", "processing"), t
         wait_status(merchant, t["id"], "succeeded")
@@ -99,8 +105,10 @@ def test_retryable_before_acceptance_is_retried_with_same_reference(
 
 
 def test_read_and_list_with_pagination_and_filters(merchant: Api) -> None:
-    ids = [merchant.transfer(body(payee("alipay_account", f"u{i}@example.com"))).json()["id"]
-           for i in range(5)]
+    ids = [
+        merchant.transfer(body(payee("alipay_account", f"u{i}@example.com"))).json()["id"]
+        for i in range(5)
+    ]
     merchant.transfer(body(payee("alipay_account", "fail-x@example.com")))
     seen: list[str] = []
     cursor = None
@@ -120,8 +128,6 @@ def test_read_and_list_with_pagination_and_filters(merchant: Api) -> None:
 
 
 def test_other_merchants_objects_are_404(stack: Stack, merchant: Api) -> None:
-    from tests.e2e.conftest import new_merchant
-
     other = new_merchant(stack, name="Other")
     t = merchant.transfer(body(payee("alipay_account", "x@example.com"))).json()
     resp = other.get(f"/v1/transfers/{t['id']}")
@@ -136,8 +142,9 @@ def test_auth_errors_are_problems(stack: Stack) -> None:
     bad = anon.get("/v1/transfers", headers={"Authorization": "Bearer sk_wrong"})
     assert bad.status_code == 401
     assert bad.json()["code"] == "unauthorized"
-    merchant_only = anon.post("/v1/merchants", json={"name": "x"},
-                              headers={"Authorization": "Bearer sk_wrong"})
+    merchant_only = anon.post(
+        "/v1/merchants", json={"name": "x"}, headers={"Authorization": "Bearer sk_wrong"}
+    )
     assert merchant_only.status_code == 401
 
 
@@ -150,10 +157,18 @@ def test_validation_errors_change_nothing(merchant: Api) -> None:
         {"amount": "100", "currency": "CNY", "payee": payee("alipay_account", "a@b.c")},
         {"amount": 100, "currency": "USD", "payee": payee("alipay_account", "a@b.c")},
         {"amount": 100, "currency": "CNY", "payee": payee("bank_card", "1234", None)},
-        {"amount": 100, "currency": "CNY", "payee": payee("alipay_account", "a@b.c"),
-         "surprise": 1},
-        {"amount": 100, "currency": "CNY", "payee": payee("wechat_openid", "o_x"),
-         "channel": "alipay"},
+        {
+            "amount": 100,
+            "currency": "CNY",
+            "payee": payee("alipay_account", "a@b.c"),
+            "surprise": 1,
+        },
+        {
+            "amount": 100,
+            "currency": "CNY",
+            "payee": payee("wechat_openid", "o_x"),
+            "channel": "alipay",
+        },
     ]
     key = "same-key-for-all-invalid"
     for b in bad_bodies:
@@ -162,8 +177,12 @@ def test_validation_errors_change_nothing(merchant: Api) -> None:
         problem = resp.json()
         assert resp.headers["content-type"] == "application/problem+json"
         assert {"type", "title", "status", "detail", "code"} <= problem.keys()
-    assert merchant.client.post("/v1/transfers", content=b"{not json",
-                                headers={"Idempotency-Key": key}).status_code == 422
+    assert (
+        merchant.client.post(
+            "/v1/transfers", content=b"{not json", headers={"Idempotency-Key": key}
+        ).status_code
+        == 422
+    )
     missing_key = merchant.client.post("/v1/transfers", json=body(payee("alipay_account", "a@b.c")))
     assert missing_key.status_code == 400
     assert missing_key.json()["code"] == "idempotency_key_missing"

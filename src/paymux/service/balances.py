@@ -64,8 +64,13 @@ async def create_topup(
     def write(conn: Connection) -> None:
         conn.execute(topups.insert().values(**row))
         ledger.post(conn, entry, now=now, merchant_id=merchant_id, topup_id=row["id"])
-        gw.outbox.emit(conn, merchant_id=merchant_id, event_type="balance.topped_up",
-                       obj=topup_view(row), now=now)
+        gw.outbox.emit(
+            conn,
+            merchant_id=merchant_id,
+            event_type="balance.topped_up",
+            obj=topup_view(row),
+            now=now,
+        )
 
     try:
         await gw.db.run_write(write)

@@ -27,8 +27,11 @@ def house_accounts(channels: list[str]) -> list[AccountRef]:
         refs += [channel_clearing(name, currency) for name in channels]
         refs += [
             house_account(kind, currency)
-            for kind in (AccountKind.fee_revenue, AccountKind.channel_cost,
-                         AccountKind.topup_funding)
+            for kind in (
+                AccountKind.fee_revenue,
+                AccountKind.channel_cost,
+                AccountKind.topup_funding,
+            )
         ]
     return refs
 

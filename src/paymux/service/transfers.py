@@ -229,8 +229,13 @@ async def apply_result(
 
 
 def _move(
-    gw: Gateway, conn: Connection, row: dict[str, Any], result: ChannelResult, *,
-    now: datetime, source: str,
+    gw: Gateway,
+    conn: Connection,
+    row: dict[str, Any],
+    result: ChannelResult,
+    *,
+    now: datetime,
+    source: str,
 ) -> bool | None:
     """Apply ``result`` to ``row`` (mutated). True moved, False no-op, None: row was stale."""
     transfer_id = row["id"]
@@ -239,8 +244,11 @@ def _move(
     if not path:
         if current is TransferStatus.succeeded and result.outcome is Outcome.FAILED:
             metrics.operator_alerts.labels("late_failure_after_success").inc()
-            log.error("ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
-                      transfer_id, source)
+            log.error(
+                "ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
+                transfer_id,
+                source,
+            )
         return False
     for target in path:
         values: dict[str, Any] = {"status": target.value, "updated_at": now}
@@ -267,10 +275,20 @@ def _move(
         row.update(values)
         action = ledger_action(current, target)
         if action is not None:
-            ledger.post(conn, _entry_for(action, row), now=now,
-                        merchant_id=row["merchant_id"], transfer_id=transfer_id)
-        gw.outbox.emit(conn, merchant_id=row["merchant_id"],
-                       event_type=f"transfer.{target.value}", obj=transfer_view(row), now=now)
+            ledger.post(
+                conn,
+                _entry_for(action, row),
+                now=now,
+                merchant_id=row["merchant_id"],
+                transfer_id=transfer_id,
+            )
+        gw.outbox.emit(
+            conn,
+            merchant_id=row["merchant_id"],
+            event_type=f"transfer.{target.value}",
+            obj=transfer_view(row),
+            now=now,
+        )
         metrics.transfer_transitions.labels(row["channel"], target.value).inc()
         current = target
     return True

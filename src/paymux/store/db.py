@@ -76,8 +76,10 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             self._writer_engine = create_engine(
-                parsed.set(drivername="sqlite"), connect_args={"timeout": 30},
-                pool_size=1, max_overflow=0,
+                parsed.set(drivername="sqlite"),
+                connect_args={"timeout": 30},
+                pool_size=1,
+                max_overflow=0,
             )
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="paymux-sqlite-writer")
             self._install_listeners(self._writer_engine)

@@ -31,8 +31,7 @@ _CACHED_VALUES = frozenset(k.value for k in CACHED)
 def ensure_accounts(conn: Connection, refs: Iterable[AccountRef]) -> None:
     """Create missing account rows (idempotent; rows are never deleted)."""
     rows = [
-        {"key": r.key, "kind": r.kind.value, "owner": r.owner, "currency": r.currency,
-         "balance": 0}
+        {"key": r.key, "kind": r.kind.value, "owner": r.owner, "currency": r.currency, "balance": 0}
         for r in refs
     ]
     if not rows:
@@ -66,13 +65,16 @@ def post(
     )
     conn.execute(
         postings.insert(),
-        [{"entry_id": entry_id, "account_key": p.account.key, "amount": p.amount}
-         for p in entry.postings],
+        [
+            {"entry_id": entry_id, "account_key": p.account.key, "amount": p.amount}
+            for p in entry.postings
+        ],
     )
     # One UPDATE per cached account, in key order: concurrent entries then lock rows in the
     # same order and cannot deadlock (a multi-row UPDATE locks in scan order, which varies).
-    cached = sorted((p for p in entry.postings if p.account.kind in CACHED),
-                    key=lambda p: p.account.key)
+    cached = sorted(
+        (p for p in entry.postings if p.account.kind in CACHED), key=lambda p: p.account.key
+    )
     for p in cached:
         change = literal(p.amount, BigInteger)
         result = conn.execute(
@@ -131,9 +133,7 @@ class LedgerRepo:
         )
         problems += [f"entry {e} sums to {s}" for e, s in unbalanced.all()]
         orphans = await conn.execute(
-            select(postings.c.entry_id)
-            .group_by(postings.c.entry_id)
-            .having(func.count() < 2)
+            select(postings.c.entry_id).group_by(postings.c.entry_id).having(func.count() < 2)
         )
         problems += [f"entry {e} has a single posting" for (e,) in orphans.all()]
         replay = await LedgerRepo.derived_balances(conn)
