@@ -231,11 +231,14 @@ async def transfer(
 
 
 async def merchant_balances(gw: Gateway, merchant_id: str) -> tuple[int, int]:
-    """(available, held) in CNY: the cached balances in the accounts table."""
+    """(available, held) in CNY: available as cached in the accounts table, held as the
+    holds of the merchant's transfers in flight (held keeps no cached row)."""
     cached = await account_balances(gw)
+    async with gw.db.read() as conn:
+        held = await gw.ledger.held_by_merchant(conn, merchant_id)
     return (
         cached.get(f"merchant_available:{merchant_id}:CNY", 0),
-        cached.get(f"merchant_held:{merchant_id}:CNY", 0),
+        held.get((merchant_id, "CNY"), 0),
     )
 
 

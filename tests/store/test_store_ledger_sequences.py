@@ -111,7 +111,9 @@ HOUSE = ("fee_revenue:CNY", "channel_cost:CNY", "channel_clearing:alipay:CNY")
 async def assert_agrees(gw: Gateway, merchant: str, model: Model, base: dict[str, int]) -> None:
     cached = await account_balances(gw)
     assert cached[f"merchant_available:{merchant}:CNY"] == model.available
-    assert cached[f"merchant_held:{merchant}:CNY"] == model.held
+    async with gw.db.read() as conn:
+        in_flight = await gw.ledger.held_by_merchant(conn, merchant)
+    assert in_flight.get((merchant, "CNY"), 0) == model.held
     posted = await posted_balances(gw)
     assert posted.get(f"merchant_available:{merchant}:CNY", 0) == model.available
     assert posted.get(f"merchant_held:{merchant}:CNY", 0) == model.held

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, select
 from sqlalchemy.exc import IntegrityError
 
 from paymux.domain.ids import new_id
-from paymux.domain.ledger import merchant_available, merchant_held, topup_entry
+from paymux.domain.ledger import merchant_available, topup_entry
 from paymux.service.errors import IdempotencyKeyReused, NotFound
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import merchant_exists
@@ -101,14 +101,14 @@ async def create_topup(
 
 async def balance(gw: Gateway, merchant_id: str, currency: str) -> dict[str, Any]:
     avail = merchant_available(merchant_id, currency)
-    held = merchant_held(merchant_id, currency)
     async with gw.db.read() as conn:
-        found = await gw.ledger.balances(conn, [avail.key, held.key])
+        found = await gw.ledger.balances(conn, [avail.key])
+        held = await gw.ledger.held_by_merchant(conn, merchant_id)
     return {
         "object": "balance",
         "currency": currency,
         "available": found.get(avail.key, 0),
-        "held": found.get(held.key, 0),
+        "held": held.get((merchant_id, currency), 0),
     }
 
 

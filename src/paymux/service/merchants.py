@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from paymux.domain.ids import new_id
-from paymux.domain.ledger import merchant_available, merchant_held
+from paymux.domain.ledger import merchant_available
 from paymux.domain.money import SUPPORTED_CURRENCIES
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
@@ -45,11 +45,8 @@ async def create_merchant(gw: Gateway, name: str) -> tuple[dict[str, Any], str]:
         "active": True,
         "created_at": now,
     }
-    refs = [
-        ref(row["id"], currency)
-        for currency in sorted(SUPPORTED_CURRENCIES)
-        for ref in (merchant_available, merchant_held)
-    ]
+    # Only `available` keeps a cached balance row; `held` is derived (see ledger_repo).
+    refs = [merchant_available(row["id"], currency) for currency in sorted(SUPPORTED_CURRENCIES)]
 
     def write(conn: Connection) -> None:
         conn.execute(merchants.insert().values(**row))

@@ -13,6 +13,8 @@ from paymux.domain.ids import new_id
 from paymux.service.views import iso
 from paymux.store.tables import events
 
+_INSERT_EVENT = events.insert()
+
 
 class Outbox:
     def __init__(self) -> None:
@@ -36,14 +38,16 @@ class Outbox:
             "data": {"object": obj},
         }
         conn.execute(
-            events.insert().values(
-                id=event_id,
-                merchant_id=merchant_id,
-                type=event_type,
-                object_id=obj["id"],
-                payload=orjson.dumps(payload).decode(),
-                created_at=now,
-            )
+            _INSERT_EVENT,
+            {
+                "id": event_id,
+                "merchant_id": merchant_id,
+                "type": event_type,
+                "object_id": obj["id"],
+                "payload": orjson.dumps(payload).decode(),
+                "created_at": now,
+                "relayed_at": None,
+            },
         )
         return event_id
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from paymux import metrics
@@ -48,6 +48,24 @@ from paymux.store.tables import transfers
 log = logging.getLogger(__name__)
 
 _TERMINAL_DONE = {TransferStatus.succeeded, TransferStatus.failed, TransferStatus.returned}
+
+# Built once: the hot path then only binds parameters to cached compiled statements.
+_INSERT_TRANSFER = transfers.insert()
+_MUTABLE = (
+    "status",
+    "updated_at",
+    "channel_order_id",
+    "failure_code",
+    "failure_message",
+    "completed_at",
+    "next_sync_at",
+    "sync_attempts",
+)
+_MOVE = (
+    update(transfers)
+    .where(transfers.c.id == bindparam("_id"), transfers.c.status == bindparam("_from"))
+    .values({c: bindparam(c) for c in _MUTABLE})
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,7 @@ async def create_transfer(
     hold = hold_entry(merchant_id, req.amount, fq.fee, req.currency)
 
     def write_pending(conn: Connection) -> None:
-        conn.execute(transfers.insert().values(**row))
+        conn.execute(_INSERT_TRANSFER, row)
         ledger.post(conn, hold, now=now, merchant_id=merchant_id, transfer_id=transfer_id)
 
     try:
@@ -263,11 +281,8 @@ def _move(
         if target is TransferStatus.processing:
             values["next_sync_at"] = now + timedelta(seconds=gw.settings.sync_first_delay_seconds)
             values["sync_attempts"] = 0
-        moved = conn.execute(
-            update(transfers)
-            .where(and_(transfers.c.id == transfer_id, transfers.c.status == current.value))
-            .values(**values)
-        )
+        params = {c: values.get(c, row[c]) for c in _MUTABLE}
+        moved = conn.execute(_MOVE, {"_id": transfer_id, "_from": current.value, **params})
         if moved.rowcount != 1:
             if target is path[0]:
                 return None  # stale guess; nothing written yet in this attempt

@@ -1,9 +1,13 @@
 """Writes journal entries and keeps the cached merchant balances, in the caller's transaction.
 
-Only merchant accounts (``available``, ``held``) carry a cached balance: they need one, to
-refuse a hold that the balance cannot cover. The house and channel accounts are shared by
-every transfer, so caching their balance would make one row every settlement must lock;
-their balance is the sum of their postings, computed when read (reports, ledger check).
+Only a merchant's ``available`` account carries a cached balance: it needs one, to refuse a
+hold that the balance cannot cover. Every other balance is derived when read:
+
+- ``held`` is the sum of ``amount + fee`` of the merchant's transfers still in flight
+  (pending, processing), which is exactly what its postings add up to; the ledger check
+  proves the two agree. Not caching it means a settlement locks no balance row at all.
+- the house and channel accounts are shared by every transfer, so a cached balance would be
+  one row that every settlement must lock; their balance is the sum of their postings.
 
 A merchant debit is a conditional UPDATE (``balance + change >= 0``) whose row count
 decides, so two concurrent holds cannot both spend the same money: PostgreSQL locks the
@@ -16,16 +20,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Connection, func, literal, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import AccountKind, AccountRef, InsufficientFunds, JournalEntry
-from paymux.store.tables import accounts, journal_entries, postings
+from paymux.store.tables import accounts, journal_entries, postings, transfers
 
-CACHED = frozenset({AccountKind.merchant_available, AccountKind.merchant_held})
+CACHED = frozenset({AccountKind.merchant_available})
 _CACHED_VALUES = frozenset(k.value for k in CACHED)
+
+# Built once: the hot path then only binds parameters to cached compiled statements.
+_INSERT_ENTRY = journal_entries.insert()
+_INSERT_POSTINGS = postings.insert()
+_APPLY_CHANGE = (
+    update(accounts)
+    .where(
+        accounts.c.key == bindparam("k"),
+        accounts.c.balance + bindparam("d", type_=BigInteger) >= 0,
+    )
+    .values(balance=accounts.c.balance + bindparam("d", type_=BigInteger))
+)
 
 
 def ensure_accounts(conn: Connection, refs: Iterable[AccountRef]) -> None:
@@ -76,12 +92,7 @@ def post(
         (p for p in entry.postings if p.account.kind in CACHED), key=lambda p: p.account.key
     )
     for p in cached:
-        change = literal(p.amount, BigInteger)
-        result = conn.execute(
-            update(accounts)
-            .where(accounts.c.key == p.account.key, accounts.c.balance + change >= 0)
-            .values(balance=accounts.c.balance + change)
-        )
+        result = conn.execute(_APPLY_CHANGE, {"k": p.account.key, "d": p.amount})
         if result.rowcount != 1:
             raise InsufficientFunds(f"{p.account.key} cannot cover {-p.amount}")
     return entry_id
@@ -123,6 +134,22 @@ class LedgerRepo:
         return {k: int(s or 0) for k, s in rows.all()}
 
     @staticmethod
+    async def held_by_merchant(
+        conn: AsyncConnection, merchant_id: str | None = None
+    ) -> dict[tuple[str, str], int]:
+        """(merchant, currency) -> amount + fee of its transfers still in flight."""
+        t = transfers.c
+        stmt = (
+            select(t.merchant_id, t.currency, func.sum(t.amount + t.fee))
+            .where(t.status.in_(("pending", "processing")))
+            .group_by(t.merchant_id, t.currency)
+        )
+        if merchant_id is not None:
+            stmt = stmt.where(t.merchant_id == merchant_id)
+        rows = await conn.execute(stmt)
+        return {(m, c): int(v or 0) for m, c, v in rows.all()}
+
+    @staticmethod
     async def check(conn: AsyncConnection) -> list[str]:
         """Every break of the ledger's invariants on a live database (empty = sound)."""
         problems: list[str] = []
@@ -148,9 +175,22 @@ class LedgerRepo:
                 problems.append(f"account {key} balance {balance} != journal replay {expected}")
             if int(balance) < 0:
                 problems.append(f"account {key} is negative: {balance}")
+        in_flight = await LedgerRepo.held_by_merchant(conn)
         for key, total in replay.items():
-            if key.split(":", 1)[0] in _CACHED_VALUES and total < 0:
+            kind, _, rest = key.partition(":")
+            if kind in _CACHED_VALUES and total < 0:
                 problems.append(f"account {key} replays negative: {total}")
+            if kind == AccountKind.merchant_held.value:
+                owner, _, currency = rest.rpartition(":")
+                holds = in_flight.get((owner, currency), 0)
+                if total != holds:
+                    problems.append(
+                        f"account {key} replays {total} but transfers in flight hold {holds}"
+                    )
+        for (owner, currency), holds in in_flight.items():
+            key = f"{AccountKind.merchant_held.value}:{owner}:{currency}"
+            if key not in replay and holds:
+                problems.append(f"account {key} has no postings but transfers hold {holds}")
         if sum(replay.values()) != 0:
             problems.append(f"postings sum to {sum(replay.values())}, not 0")
         return problems

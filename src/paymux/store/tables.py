@@ -107,6 +107,8 @@ transfers = Table(
     Column("sync_attempts", Integer, nullable=False, default=0),
     UniqueConstraint("merchant_id", "idempotency_key", name="uq_transfers_merchant_idem"),
     Index("ix_transfers_merchant_id_id", "merchant_id", "id"),
+    # Held balance = sum of amount + fee of a merchant's transfers in flight.
+    Index("ix_transfers_merchant_status", "merchant_id", "status"),
     Index("ix_transfers_status_next_sync", "status", "next_sync_at"),
     Index("ix_transfers_created_at", "created_at"),
 )

@@ -169,6 +169,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("transfers", schema=None) as batch_op:
         batch_op.create_index("ix_transfers_created_at", ["created_at"], unique=False)
+        batch_op.create_index(
+            "ix_transfers_merchant_status", ["merchant_id", "status"], unique=False
+        )
         batch_op.create_index("ix_transfers_merchant_id_id", ["merchant_id", "id"], unique=False)
         batch_op.create_index(
             "ix_transfers_status_next_sync", ["status", "next_sync_at"], unique=False
@@ -291,6 +294,7 @@ def downgrade() -> None:
     op.drop_table("webhook_endpoints")
     with op.batch_alter_table("transfers", schema=None) as batch_op:
         batch_op.drop_index("ix_transfers_status_next_sync")
+        batch_op.drop_index("ix_transfers_merchant_status")
         batch_op.drop_index("ix_transfers_merchant_id_id")
         batch_op.drop_index("ix_transfers_created_at")
 
