@@ -43,6 +43,7 @@ from paymux.service.errors import (
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 from paymux.store import ledger_repo as ledger
+from paymux.store import pending_pg
 from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,14 @@ async def create_transfer(
         conn.execute(_INSERT_TRANSFER, row)
         ledger.post(conn, hold, now=now, merchant_id=merchant_id, transfer_id=transfer_id)
 
+    def write_pending_pg(conn: Connection) -> None:
+        pending_pg.insert_pending(conn, row, hold, now=now, merchant_id=merchant_id)
+
     try:
-        await gw.db.run_write(write_pending)
+        if gw.db.is_sqlite:
+            await gw.db.run_write(write_pending)
+        else:
+            await gw.db.run_statement(write_pending_pg)
     except InsufficientFunds:
         raise InsufficientFundsError(
             f"available balance does not cover amount {req.amount} + fee {fq.fee}",

@@ -109,6 +109,15 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, _tx)
 
+    async def run_statement(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` (one self-contained statement) in autocommit mode on PostgreSQL, so
+        its row locks end with the statement; on SQLite it is an ordinary write."""
+        if self._writer_engine is not None:
+            return await self.run_write(fn)
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(fn)
+
     def _install_listeners(self, sync_engine: Engine) -> None:
         counters = self.counters
 
