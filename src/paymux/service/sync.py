@@ -63,13 +63,13 @@ async def _claim(gw: Gateway, row: dict[str, Any], now: datetime) -> bool:
     lease = timedelta(seconds=backoff_seconds(gw, row["sync_attempts"]))
     previous = row["next_sync_at"]
     cond = t.next_sync_at.is_(None) if previous is None else t.next_sync_at == previous
-    async with gw.db.write() as conn:
-        result = await conn.execute(
-            update(transfers)
-            .where(and_(t.id == row["id"], t.status == row["status"], cond))
-            .values(next_sync_at=now + lease, sync_attempts=t.sync_attempts + 1)
-        )
-    return result.rowcount == 1
+    stmt = (
+        update(transfers)
+        .where(and_(t.id == row["id"], t.status == row["status"], cond))
+        .values(next_sync_at=now + lease, sync_attempts=t.sync_attempts + 1)
+    )
+    claimed: bool = await gw.db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
+    return claimed
 
 
 async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:

@@ -107,7 +107,11 @@ class Database:
                 with conn.begin():
                     return fn(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._writer, _tx)
+        # The asyncio lock keeps this process's `write()` scopes and the writer thread from
+        # meeting at SQLite's file lock, where the loser would sleep in the busy handler.
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, _tx)
 
     async def run_statement(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` (one self-contained statement) in autocommit mode on PostgreSQL, so

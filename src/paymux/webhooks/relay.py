@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, select, update
+from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.domain.ids import new_id
 from paymux.service.gateway import Gateway
@@ -93,7 +92,7 @@ async def enqueue_now(schedule: DeliverySchedule, delivery_ids: Iterable[str]) -
         await schedule.enqueue(delivery_id, due_at=due)
 
 
-async def _take_batch(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+def _take_batch(conn: Connection, limit: int) -> list[dict[str, Any]]:
     e = events.c
     stmt = (
         select(e.id, e.merchant_id, e.type)
@@ -104,14 +103,14 @@ async def _take_batch(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]
     if conn.dialect.name == "postgresql":
         # Replicas relay disjoint batches; SQLite's single writer needs no lock.
         stmt = stmt.with_for_update(skip_locked=True)
-    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
-async def _live_endpoints(
-    conn: AsyncConnection, merchant_ids: set[str]
+def _live_endpoints(
+    conn: Connection, merchant_ids: set[str]
 ) -> dict[str, list[tuple[str, list[str]]]]:
     w = webhook_endpoints.c
-    rows = await conn.execute(
+    rows = conn.execute(
         select(w.id, w.merchant_id, w.event_types)
         .where(and_(w.merchant_id.in_(merchant_ids), w.enabled.is_(True), w.deleted_at.is_(None)))
         .order_by(w.id)
@@ -129,12 +128,12 @@ async def relay_once(
 ) -> int:
     """Relay one batch; returns how many events it took (0 when the outbox is drained)."""
     now = gw.clock()
-    created: list[str] = []
-    async with gw.db.write() as conn:
-        batch = await _take_batch(conn, batch_size)
+
+    def take(conn: Connection) -> tuple[int, list[str]]:
+        batch = _take_batch(conn, batch_size)
         if not batch:
-            return 0
-        endpoints = await _live_endpoints(conn, {e["merchant_id"] for e in batch})
+            return 0, []
+        endpoints = _live_endpoints(conn, {e["merchant_id"] for e in batch})
         rows = [
             new_delivery(event["id"], endpoint_id, now)
             for event in batch
@@ -142,14 +141,17 @@ async def relay_once(
             if subscribed(types, event["type"])
         ]
         if rows:
-            await conn.execute(webhook_deliveries.insert(), rows)
-        await conn.execute(
+            conn.execute(webhook_deliveries.insert(), rows)
+        conn.execute(
             update(events).where(events.c.id.in_([e["id"] for e in batch])).values(relayed_at=now)
         )
-        created = [r["id"] for r in rows]
+        return len(batch), [r["id"] for r in rows]
+
+    # One hop on the database's writer (see store/db.py), like the transfer transactions.
+    taken, created = await gw.db.run_write(take)
     # After commit: a crash here is repaired by reconcile_once.
     await enqueue_now(schedule, created)
-    return len(batch)
+    return taken
 
 
 async def reconcile_once(
@@ -201,8 +203,8 @@ async def run_relay(gw: Gateway, stop: asyncio.Event) -> None:
             relayed = await relay_once(gw, schedule)
         except Exception:
             log.exception("webhook relay pass failed; retrying")
-        if relayed:
-            continue
+        if relayed >= RELAY_BATCH_SIZE:
+            continue  # a full batch: there may be more waiting
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
         try:
             await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
