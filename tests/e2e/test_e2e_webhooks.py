@@ -8,22 +8,16 @@ its database are never disturbed.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from paymux.devstack import Stack, free_port
@@ -341,51 +335,22 @@ def test_endpoint_crud_validation_and_isolation(stack: Stack, merchant: Api) -> 
 # --- a stack of our own: outages and crashes --------------------------------------------
 
 
-def _private_database_url(tmp: Path) -> tuple[str, str | None]:
-    """A database no other stack uses: SQLite here, or a new one on the CI PostgreSQL."""
-    shared = os.environ.get("PAYMUX_TEST_DATABASE_URL")
-    if not shared:
-        return f"sqlite+aiosqlite:///{tmp / 'webhooks.db'}", None
-    name = f"pmx_e2e_wh_{uuid.uuid4().hex[:12]}"
-    _admin_sql(shared, f'CREATE DATABASE "{name}"')
-    return make_url(shared).set(database=name).render_as_string(hide_password=False), name
-
-
-def _admin_sql(url: str, statement: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-        await engine.dispose()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e-webhooks")
-    url, dropped = _private_database_url(tmp)
-    shared = os.environ.pop("PAYMUX_TEST_DATABASE_URL", None)
-    try:  # make_stack must not reset the shared test database
-        s = make_stack(
-            tmp,
-            redis_url,
-            PAYMUX_WEBHOOK_RETRY_SCHEDULE="[0,1,1,2,2,3]",
-            PAYMUX_WEBHOOK_TIMEOUT_SECONDS="2",
-            PAYMUX_SYNC_ENABLED="false",
-        )
-    finally:
-        if shared is not None:
-            os.environ["PAYMUX_TEST_DATABASE_URL"] = shared
-    s.database_url = url
+    s = make_stack(  # a database of its own (make_stack makes a fresh one)
+        tmp,
+        redis_url,
+        PAYMUX_WEBHOOK_RETRY_SCHEDULE="[0,1,1,2,2,3]",
+        PAYMUX_WEBHOOK_TIMEOUT_SECONDS="2",
+        PAYMUX_SYNC_ENABLED="false",
+    )
     try:
         s.start_gateway()  # events come from top-ups: no sandbox needed
         s.wait_gateway()
         yield s
     finally:
         s.stop_all()
-        if dropped and shared:
-            _admin_sql(shared, f'DROP DATABASE IF EXISTS "{dropped}" WITH (FORCE)')
 
 
 def topups(stack: Stack, merchant_id: str, n: int) -> None:

@@ -23,10 +23,9 @@ from paymux.settings import Settings
 from tests.store.store_support import (
     ADMIN_KEY,
     FEES_TOML,
-    drop_database,
     fake_channels,
-    private_database,
 )
+from tests.support import fresh_database_url
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +35,8 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def store_database_url(store_dir: Path) -> Iterator[str]:
-    url, private = private_database(store_dir)
-    try:
-        yield url
-    finally:
-        if private is not None:
-            drop_database(private)
+    # A database of its own: SQLite file, or a fresh one on the CI PostgreSQL.
+    yield fresh_database_url(store_dir)
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,12 @@ database URL, merchants, and a replay of the journal read back from the database
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
 from paymux.channels.base import (
     Ack,
@@ -152,36 +148,6 @@ def alipay_account_fee(amount: int) -> int:
 
 
 ALIPAY_ACCOUNT_COST = 30
-
-
-def private_database(tmp: Path) -> tuple[str, str | None]:
-    """(url, database to drop afterwards): a fresh SQLite file, or, when
-    PAYMUX_TEST_DATABASE_URL is set, a new database of our own on that server.
-
-    A database of its own keeps this session apart from the end-to-end stack, whose gateway
-    process (and its sync loop) lives on in the shared test database, and from other test
-    runs on the same server.
-    """
-    base = os.environ.get("PAYMUX_TEST_DATABASE_URL")
-    if not base:
-        return f"sqlite+aiosqlite:///{tmp / 'store.db'}", None
-    name = f"pmx_store_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_on_server(base, f'CREATE DATABASE "{name}"'))
-    return make_url(base).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_database(name: str) -> None:
-    base = os.environ["PAYMUX_TEST_DATABASE_URL"]
-    asyncio.run(_on_server(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _on_server(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 async def new_funded_merchant(gw: Gateway, funds: int, name: str = "store test") -> str:

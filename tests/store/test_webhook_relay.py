@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,9 +21,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from sqlalchemy import Connection, select, text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from paymux.api.app import create_app
@@ -38,36 +34,15 @@ from paymux.store.tables import events, webhook_attempts, webhook_deliveries
 from paymux.webhooks.relay import reconcile_once, relay_once, schedule_prefix
 from paymux.webhooks.schedule import DeliverySchedule
 from paymux.webhooks.worker import deliver_one, make_sender
+from tests.support import fresh_database_url_async
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def _private_database(tmp: Path) -> tuple[str, str | None]:
-    """(url, name of a database to drop afterwards)."""
-    shared = os.environ.get("PAYMUX_TEST_DATABASE_URL")
-    if not shared:
-        return f"sqlite+aiosqlite:///{tmp / 'relay.db'}", None
-    name = f"pmx_wh_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(shared, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return make_url(shared).set(database=name).render_as_string(hide_password=False), name
-
-
-async def _drop_database(name: str) -> None:
-    admin = create_async_engine(
-        os.environ["PAYMUX_TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def gw(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> AsyncIterator[Gateway]:
     tmp = tmp_path_factory.mktemp("relay")
-    url, dropped = await _private_database(tmp)
+    url = await fresh_database_url_async(tmp)
     settings = Settings(
         data_dir=tmp,
         database_url=url,
@@ -84,8 +59,6 @@ async def gw(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> AsyncI
         yield gateway
     finally:
         await close_gateway(gateway)
-        if dropped:
-            await _drop_database(dropped)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
