@@ -11,9 +11,10 @@ from sqlalchemy import Connection
 
 from paymux.domain.ids import new_id
 from paymux.service.views import iso
+from paymux.store.fastexec import Prepared
 from paymux.store.tables import events
 
-_INSERT_EVENT = events.insert()
+_INSERT_EVENT = Prepared(events.insert())
 
 
 class Outbox:
@@ -37,8 +38,8 @@ class Outbox:
             "created_at": iso(now),
             "data": {"object": obj},
         }
-        conn.execute(
-            _INSERT_EVENT,
+        _INSERT_EVENT.run(
+            conn,
             {
                 "id": event_id,
                 "merchant_id": merchant_id,

@@ -44,6 +44,7 @@ from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 from paymux.store import ledger_repo as ledger
 from paymux.store import pending_pg
+from paymux.store.fastexec import Prepared
 from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 _TERMINAL_DONE = {TransferStatus.succeeded, TransferStatus.failed, TransferStatus.returned}
 
 # Built once: the hot path then only binds parameters to cached compiled statements.
-_INSERT_TRANSFER = transfers.insert()
+_INSERT_TRANSFER = Prepared(transfers.insert())
 _MUTABLE = (
     "status",
     "updated_at",
@@ -62,7 +63,7 @@ _MUTABLE = (
     "next_sync_at",
     "sync_attempts",
 )
-_MOVE = (
+_MOVE = Prepared(
     update(transfers)
     .where(transfers.c.id == bindparam("_id"), transfers.c.status == bindparam("_from"))
     .values({c: bindparam(c) for c in _MUTABLE})
@@ -157,7 +158,7 @@ async def create_transfer(
     hold = hold_entry(merchant_id, req.amount, fq.fee, req.currency)
 
     def write_pending(conn: Connection) -> None:
-        conn.execute(_INSERT_TRANSFER, row)
+        _INSERT_TRANSFER.run(conn, row)
         ledger.post(conn, hold, now=now, merchant_id=merchant_id, transfer_id=transfer_id)
 
     def write_pending_pg(conn: Connection) -> None:
@@ -289,8 +290,7 @@ def _move(
             values["next_sync_at"] = now + timedelta(seconds=gw.settings.sync_first_delay_seconds)
             values["sync_attempts"] = 0
         params = {c: values.get(c, row[c]) for c in _MUTABLE}
-        moved = conn.execute(_MOVE, {"_id": transfer_id, "_from": current.value, **params})
-        if moved.rowcount != 1:
+        if _MOVE.run(conn, {"_id": transfer_id, "_from": current.value, **params}) != 1:
             if target is path[0]:
                 return None  # stale guess; nothing written yet in this attempt
             raise RuntimeError(f"transfer {transfer_id} changed mid-move")

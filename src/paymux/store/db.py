@@ -139,7 +139,8 @@ class Database:
         if self.is_sqlite:
 
             @event.listens_for(sync_engine, "connect")
-            def _connect(dbapi_conn: Any, _record: Any) -> None:
+            def _connect(dbapi_conn: Any, record: Any) -> None:
+                record.info["paymux_counters"] = counters  # for fastexec's driver calls
                 # Take over transaction control from the driver so BEGIN is ours.
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()

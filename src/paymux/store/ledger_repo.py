@@ -26,15 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import AccountKind, AccountRef, InsufficientFunds, JournalEntry
+from paymux.store.fastexec import Prepared
 from paymux.store.tables import accounts, journal_entries, postings, transfers
 
 CACHED = frozenset({AccountKind.merchant_available})
 _CACHED_VALUES = frozenset(k.value for k in CACHED)
 
 # Built once: the hot path then only binds parameters to cached compiled statements.
-_INSERT_ENTRY = journal_entries.insert()
-_INSERT_POSTINGS = postings.insert()
-_APPLY_CHANGE = (
+_INSERT_ENTRY = Prepared(journal_entries.insert())
+_INSERT_POSTINGS = Prepared(postings.insert(), columns=("entry_id", "account_key", "amount"))
+_APPLY_CHANGE = Prepared(
     update(accounts)
     .where(
         accounts.c.key == bindparam("k"),
@@ -92,8 +93,7 @@ def post(
         (p for p in entry.postings if p.account.kind in CACHED), key=lambda p: p.account.key
     )
     for p in cached:
-        result = conn.execute(_APPLY_CHANGE, {"k": p.account.key, "d": p.amount})
-        if result.rowcount != 1:
+        if _APPLY_CHANGE.run(conn, {"k": p.account.key, "d": p.amount}) != 1:
             raise InsufficientFunds(f"{p.account.key} cannot cover {-p.amount}")
     return entry_id
 
