@@ -7,33 +7,14 @@ import logging
 from redis.asyncio import Redis
 
 from paymux.channels.registry import load_channels
-from paymux.domain.ledger import AccountKind, AccountRef, channel_clearing, house_account
-from paymux.domain.money import SUPPORTED_CURRENCIES
 from paymux.idempotency import IdempotencyStore
 from paymux.service.feebook import FeeBook
 from paymux.service.gateway import Gateway
 from paymux.settings import Settings
 from paymux.store.db import Database
-from paymux.store.ledger_repo import ensure_accounts
 from paymux.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
-
-
-def house_accounts(channels: list[str]) -> list[AccountRef]:
-    """The accounts every transfer may post to besides the merchant's own."""
-    refs: list[AccountRef] = []
-    for currency in sorted(SUPPORTED_CURRENCIES):
-        refs += [channel_clearing(name, currency) for name in channels]
-        refs += [
-            house_account(kind, currency)
-            for kind in (
-                AccountKind.fee_revenue,
-                AccountKind.channel_cost,
-                AccountKind.topup_funding,
-            )
-        ]
-    return refs
 
 
 async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
@@ -52,7 +33,6 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     )
     await idem.load_scripts()  # later calls are one EVALSHA round trip each
     channels = load_channels(settings.channel_settings)
-    await db.run_write(lambda conn: ensure_accounts(conn, house_accounts(sorted(channels))))
     feebook = FeeBook(db, settings.fee_config())
     await feebook.reload()
     log.info(

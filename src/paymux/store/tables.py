@@ -113,6 +113,8 @@ transfers = Table(
     Index("ix_transfers_created_at", "created_at"),
 )
 
+# Cached balances, only for accounts that need a guard (a merchant's `available`); every
+# other account's balance is derived from its postings (see store/ledger_repo.py).
 accounts = Table(
     "accounts",
     metadata,
