@@ -25,7 +25,7 @@ from paymux_alipay import signing
 
 from paymux.devstack import Stack, free_port
 from tests.e2e.conftest import Api, make_stack, new_merchant
-from tests.e2e.test_e2e_transfers import body, payee, wait_status
+from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders, wait_status
 
 
 def _stack(
@@ -284,3 +284,23 @@ def test_notification_for_unknown_reference_is_refused(isolated: Stack) -> None:
     fake = {"channel_reference": "PMX00000000000000000000000000", "amount": 100}
     assert notifier.post(notifier.form(fake, "SUCCESS", amount="1.00")).text != "success"
     assert httpx.post(f"{isolated.gateway_url}/callbacks/nochannel", data={}).status_code == 404
+
+
+def test_send_that_never_landed_is_resent_under_the_same_reference(sync_only: Stack) -> None:
+    """The channel answered a system error and created no order: the sync loop's query finds
+    nothing, so it sends again under the same reference, and exactly one order exists."""
+    api = new_merchant(sync_only)
+    for channel, p in (
+        ("alipay", payee("alipay_account", "lost@example.com")),
+        ("wechat", payee("wechat_openid", "o_lost_1")),
+    ):
+        sandbox_config(sync_only, channel, fault_rate=1.0)
+        try:
+            t = api.transfer(body(p)).json()
+            assert t["status"] == "processing", t
+            assert sandbox_orders(sync_only, channel, t["channel_reference"]) == []
+        finally:
+            sandbox_config(sync_only, channel, fault_rate=0.0)
+        wait_status(api, t["id"], "succeeded")
+        assert len(sandbox_orders(sync_only, channel, t["channel_reference"])) == 1
+    assert ledger_check(sync_only).returncode == 0
