@@ -36,6 +36,7 @@ from paymux.channels.base import (
 from paymux.channels.errors import RetryableBeforeAcceptance
 from paymux.channels.http import make_http_client
 
+from .failure_codes import FAILURE_CODES
 from .mapping import (
     METHOD_QUERY,
     METHOD_TRANSFER,
@@ -110,6 +111,7 @@ class AlipayChannel:
     """Alipay single transfers (``alipay.fund.trans.uni.transfer``) for one app."""
 
     name = "alipay"
+    failure_codes = FAILURE_CODES  # channel code -> Paymux failure code (data)
     payee_types = frozenset({PayeeType.ALIPAY_ACCOUNT, PayeeType.BANK_CARD})
 
     def __init__(self, settings: AlipaySettings, client: httpx.AsyncClient | None = None) -> None:

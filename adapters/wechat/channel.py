@@ -40,6 +40,7 @@ from paymux.channels.errors import RetryableBeforeAcceptance
 from paymux.channels.http import make_http_client
 
 from . import mapping
+from .failure_codes import FAILURE_CODES
 from .signing import (
     APIV3_KEY_LENGTH,
     HEADER_SERIAL,
@@ -116,6 +117,7 @@ class WechatChannel:
     """:class:`paymux.channels.base.Channel` for WeChat Pay transfers to openids."""
 
     name = "wechat"
+    failure_codes = FAILURE_CODES  # channel code -> Paymux failure code (data)
     payee_types: frozenset[PayeeType] = frozenset({PayeeType.WECHAT_OPENID})
 
     def __init__(self, settings: WechatSettings, *, client: httpx.AsyncClient | None = None):

@@ -19,3 +19,8 @@ operator_alerts = Counter(
 sync_queries = Counter("paymux_sync_queries", "Channel queries made by the sync loop", ["channel"])
 channel_calls = Counter("paymux_channel_calls", "Outbound channel calls", ["channel", "kind"])
 webhook_attempts = Counter("paymux_webhook_attempts", "Webhook delivery attempts", ["ok"])
+unknown_failure_codes = Counter(
+    "paymux_unknown_channel_failure_codes",
+    "Channel failure codes missing from the adapter's mapping (reported as channel_rejected)",
+    ["channel"],
+)

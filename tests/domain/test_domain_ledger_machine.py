@@ -129,7 +129,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 entry = reverse_entry(transfer.merchant, transfer.channel, transfer.amount, CUR)
                 transfer.reversed = True
             else:
-                assert action is None and step is TransferStatus.processing
+                assert action is None
+                assert step in (TransferStatus.processing, TransferStatus.requires_confirmation)
                 transfer.status = step
                 continue
             self._apply(entry)  # never InsufficientFunds: the hold covers it
@@ -186,7 +187,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def statuses_agree_with_ledger_flags(self) -> None:
         for t in self.transfers:
             assert t.settled == (t.status in (TransferStatus.succeeded, TransferStatus.returned))
-            assert t.released == (t.status is TransferStatus.failed)
+            assert t.released == (t.status in (TransferStatus.failed, TransferStatus.canceled))
             assert t.reversed == (t.status is TransferStatus.returned)
 
 

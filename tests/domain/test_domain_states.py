@@ -24,6 +24,10 @@ R = TransferStatus.processing
 S = TransferStatus.succeeded
 F = TransferStatus.failed
 X = TransferStatus.returned
+Q = TransferStatus.requires_confirmation
+C = TransferStatus.canceled
+RC = Outcome.REQUIRES_CONFIRMATION
+CN = Outcome.CANCELED
 
 # Every (status, outcome) pair, written out by hand.
 EXPECTED_PATHS: dict[tuple[TransferStatus, Outcome], tuple[TransferStatus, ...]] = {
@@ -52,6 +56,31 @@ EXPECTED_PATHS: dict[tuple[TransferStatus, Outcome], tuple[TransferStatus, ...]]
     (X, Outcome.FAILED): (),
     (X, Outcome.RETURNED): (),
     (X, Outcome.NOT_FOUND): (),
+    # WeChat's user confirmation and cancel.
+    (P, RC): (Q,),
+    (R, RC): (Q,),
+    (Q, RC): (),
+    (S, RC): (),
+    (F, RC): (),
+    (X, RC): (),
+    (C, RC): (),
+    (Q, Outcome.PROCESSING): (),  # confirmed, still moving: never back to processing
+    (Q, Outcome.SUCCEEDED): (S,),
+    (Q, Outcome.FAILED): (F,),
+    (Q, Outcome.RETURNED): (S, X),
+    (Q, Outcome.NOT_FOUND): (),
+    (Q, CN): (C,),
+    (P, CN): (C,),
+    (R, CN): (C,),
+    (S, CN): (),
+    (F, CN): (),
+    (X, CN): (),
+    (C, CN): (),
+    (C, Outcome.PROCESSING): (),
+    (C, Outcome.SUCCEEDED): (),  # operator alert, kept canceled
+    (C, Outcome.FAILED): (),
+    (C, Outcome.RETURNED): (),
+    (C, Outcome.NOT_FOUND): (),
 }
 
 EXPECTED_MOVES: dict[tuple[TransferStatus, TransferStatus], EntryKind | None] = {
@@ -61,9 +90,16 @@ EXPECTED_MOVES: dict[tuple[TransferStatus, TransferStatus], EntryKind | None] = 
     (R, S): EntryKind.settle,
     (R, F): EntryKind.release,
     (S, X): EntryKind.reverse,
+    (P, Q): None,
+    (R, Q): None,
+    (Q, S): EntryKind.settle,
+    (Q, F): EntryKind.release,
+    (Q, C): EntryKind.release,
+    (P, C): EntryKind.release,
+    (R, C): EntryKind.release,
 }
 
-RANK = {P: 0, R: 1, S: 2, F: 2, X: 3}
+RANK = {P: 0, R: 1, Q: 2, S: 3, F: 3, C: 3, X: 4}
 
 
 def test_table_covers_every_pair() -> None:
@@ -97,16 +133,18 @@ def test_sources_for(to: TransferStatus) -> None:
 
 
 def test_sources_for_examples() -> None:
-    assert sources_for(S) == {P, R}
-    assert sources_for(F) == {P, R}
+    assert sources_for(S) == {P, R, Q}
+    assert sources_for(F) == {P, R, Q}
+    assert sources_for(C) == {P, R, Q}
+    assert sources_for(Q) == {P, R}
     assert sources_for(X) == {S}
     assert sources_for(R) == {P}
     assert sources_for(P) == frozenset()
 
 
 def test_terminal_states() -> None:
-    assert frozenset({F, X}) == TERMINAL
-    assert [s for s in TransferStatus if is_terminal(s)] == [F, X]
+    assert frozenset({F, X, C}) == TERMINAL
+    assert [s for s in TransferStatus if is_terminal(s)] == [F, X, C]
     for status, outcome in itertools.product(TERMINAL, Outcome):
         assert transition_path(status, outcome) == ()
 

@@ -13,6 +13,7 @@ from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
 from paymux.api.pagination import Cursor, Limit, aware, page
 from paymux.api.schemas import TransferCreate
+from paymux.domain.failures import FailureCode
 from paymux.service import transfers as svc
 from paymux.service.views import transfer_view
 
@@ -88,7 +89,17 @@ async def get_transfer(
 async def list_transfers(
     request: Request,
     caller: Caller = Depends(any_caller),
-    status: Literal["pending", "processing", "succeeded", "failed", "returned"] | None = None,
+    status: Literal[
+        "pending",
+        "processing",
+        "requires_confirmation",
+        "succeeded",
+        "failed",
+        "canceled",
+        "returned",
+    ]
+    | None = None,
+    failure_code: FailureCode | None = Query(None, description="Paymux failure code"),
     channel: str | None = Query(None, max_length=32),
     created_gte: datetime | None = Query(None, description="Created at or after (ISO 8601)"),
     created_lt: datetime | None = Query(None, description="Created before (ISO 8601)"),
@@ -101,6 +112,7 @@ async def list_transfers(
         svc.TransferFilter(
             merchant_id=caller.merchant_id if not caller.is_admin else merchant_id,
             status=status,
+            failure_code=failure_code.value if failure_code else None,
             channel=channel,
             created_gte=aware(created_gte, "created_gte"),
             created_lt=aware(created_lt, "created_lt"),

@@ -28,6 +28,10 @@ class Outcome(enum.StrEnum):
     PROCESSING = "processing"  # accepted or unknown: resolve by query or callback, never resend
     RETURNED = "returned"  # paid, then bounced back by the payee's bank (退票)
     NOT_FOUND = "not_found"  # query only: the channel has no order under this reference
+    # The payee must confirm in the channel's app before money moves (WeChat
+    # WAIT_USER_CONFIRM); the result's next_action says how.
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    CANCELED = "canceled"  # the channel cancelled the order at our request: no money moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,9 @@ class ChannelResult:
     failure_message: str | None = None
     raw_status: str | None = None  # the channel's own status word, for audit
     raw: Mapping[str, Any] = field(default_factory=dict)  # parsed response node, for audit
+    # With REQUIRES_CONFIRMATION: what the merchant's front end needs to let the payee
+    # confirm, e.g. {"type": "wechat_user_confirmation", "wechat": {...}, "expires_at": ...}.
+    next_action: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,4 +136,24 @@ class Channel(Protocol):
 
     async def aclose(self) -> None:
         """Release connection pools."""
+        ...
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """Optional capability: cancel an order the payee has not confirmed yet.
+
+    A channel without it still plugs in; Paymux then refuses to cancel its transfers once
+    they were sent. ``failure_codes`` (channel code -> Paymux failure code) is optional data
+    every adapter may expose as well; see :mod:`paymux.domain.failures`.
+    """
+
+    async def cancel(self, order: TransferOrder) -> ChannelResult:
+        """Ask the channel to cancel ``order.reference``.
+
+        CANCELED when the channel accepted the cancellation. Anything else means "not
+        cancelled" (refused, e.g. the payee already confirmed, or no answer seen): the
+        caller then asks :meth:`Channel.query` for the order's state. Never raises for
+        channel-side problems.
+        """
         ...

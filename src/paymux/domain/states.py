@@ -2,13 +2,16 @@
 
 ::
 
-    pending ──> processing ──> succeeded ──> returned
-       │            │    └───> failed
-       └────────────┴────────> (pending may also go straight to succeeded / failed)
+    pending ──> processing ──> requires_confirmation ──> succeeded ──> returned
+       │            │                  │           └───> failed
+       │            │                  └───────────────> canceled
+       └────────────┴──────> (pending and processing may also jump to any later state)
 
-``failed`` and ``returned`` are terminal. ``succeeded`` is final except for a bank bounce
-(退票, ``returned``). A late or duplicate outcome can never move a transfer backwards: it is
-a no-op, and a FAILED arriving after SUCCEEDED is a no-op the service reports to an operator.
+``requires_confirmation``: the channel waits for the payee to confirm (WeChat's
+WAIT_USER_CONFIRM); the hold stays. ``failed``, ``canceled`` and ``returned`` are terminal.
+``succeeded`` is final except for a bank bounce (退票, ``returned``). A late or duplicate
+outcome can never move a transfer backwards: it is a no-op, and a FAILED arriving after
+SUCCEEDED (or a SUCCEEDED after CANCELED) is a no-op the service reports to an operator.
 
 The funds hold is made when the transfer is created (``pending``), not by a transition.
 """
@@ -28,17 +31,27 @@ class TransferStatus(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     returned = "returned"
+    requires_confirmation = "requires_confirmation"
+    canceled = "canceled"
 
 
-TERMINAL: frozenset[TransferStatus] = frozenset({TransferStatus.failed, TransferStatus.returned})
+TERMINAL: frozenset[TransferStatus] = frozenset(
+    {TransferStatus.failed, TransferStatus.returned, TransferStatus.canceled}
+)
+# Statuses whose amount + fee is still held (the ledger check proves held = their sum).
+IN_FLIGHT: frozenset[TransferStatus] = frozenset(
+    {TransferStatus.pending, TransferStatus.processing, TransferStatus.requires_confirmation}
+)
 
 # Position along the lifecycle; every allowed move strictly increases it.
 RANK: Mapping[TransferStatus, int] = {
     TransferStatus.pending: 0,
     TransferStatus.processing: 1,
-    TransferStatus.succeeded: 2,
-    TransferStatus.failed: 2,
-    TransferStatus.returned: 3,
+    TransferStatus.requires_confirmation: 2,
+    TransferStatus.succeeded: 3,
+    TransferStatus.failed: 3,
+    TransferStatus.canceled: 3,
+    TransferStatus.returned: 4,
 }
 
 # Every one-step move, and the ledger entry it makes.
@@ -49,14 +62,23 @@ _MOVES: Mapping[tuple[TransferStatus, TransferStatus], EntryKind | None] = {
     (TransferStatus.processing, TransferStatus.succeeded): EntryKind.settle,
     (TransferStatus.processing, TransferStatus.failed): EntryKind.release,
     (TransferStatus.succeeded, TransferStatus.returned): EntryKind.reverse,
+    (TransferStatus.pending, TransferStatus.requires_confirmation): None,
+    (TransferStatus.processing, TransferStatus.requires_confirmation): None,
+    (TransferStatus.requires_confirmation, TransferStatus.succeeded): EntryKind.settle,
+    (TransferStatus.requires_confirmation, TransferStatus.failed): EntryKind.release,
+    (TransferStatus.pending, TransferStatus.canceled): EntryKind.release,
+    (TransferStatus.processing, TransferStatus.canceled): EntryKind.release,
+    (TransferStatus.requires_confirmation, TransferStatus.canceled): EntryKind.release,
 }
 
-_P, _R, _S, _F, _X = (
+_P, _R, _S, _F, _X, _Q, _C = (
     TransferStatus.pending,
     TransferStatus.processing,
     TransferStatus.succeeded,
     TransferStatus.failed,
     TransferStatus.returned,
+    TransferStatus.requires_confirmation,
+    TransferStatus.canceled,
 )
 
 # (current, outcome) -> statuses to move through; pairs not listed are no-ops.
@@ -69,6 +91,16 @@ _PATHS: Mapping[tuple[TransferStatus, Outcome], tuple[TransferStatus, ...]] = {
     (_R, Outcome.FAILED): (_F,),
     (_R, Outcome.RETURNED): (_S, _X),
     (_S, Outcome.RETURNED): (_X,),
+    (_P, Outcome.REQUIRES_CONFIRMATION): (_Q,),
+    (_R, Outcome.REQUIRES_CONFIRMATION): (_Q,),
+    # Confirmed but still moving (TRANSFERING) stays requires_confirmation until final:
+    # going back to processing would move backwards.
+    (_Q, Outcome.SUCCEEDED): (_S,),
+    (_Q, Outcome.FAILED): (_F,),
+    (_Q, Outcome.RETURNED): (_S, _X),
+    (_Q, Outcome.CANCELED): (_C,),
+    (_P, Outcome.CANCELED): (_C,),
+    (_R, Outcome.CANCELED): (_C,),
 }
 
 
@@ -111,3 +143,8 @@ def sources_for(to: TransferStatus) -> frozenset[TransferStatus]:
 
 def is_terminal(status: TransferStatus) -> bool:
     return TransferStatus(status) in TERMINAL
+
+
+def is_final(status: TransferStatus) -> bool:
+    """Terminal, or succeeded (final but for a bounce): nothing more is awaited."""
+    return TransferStatus(status) in TERMINAL or TransferStatus(status) is TransferStatus.succeeded

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from paymux import metrics
 from paymux.channels.base import Channel, ChannelResult, Outcome, PayeeType, TransferOrder
+from paymux.domain.failures import FailureCode, describe, unify
 from paymux.domain.fees import FeeQuote
 from paymux.domain.ids import channel_reference, new_id
 from paymux.domain.ledger import (
@@ -49,7 +50,12 @@ from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
 
-_TERMINAL_DONE = {TransferStatus.succeeded, TransferStatus.failed, TransferStatus.returned}
+_TERMINAL_DONE = {
+    TransferStatus.succeeded,
+    TransferStatus.failed,
+    TransferStatus.returned,
+    TransferStatus.canceled,
+}
 
 # Built once: the hot path then only binds parameters to cached compiled statements.
 _INSERT_TRANSFER = Prepared(transfers.insert())
@@ -59,6 +65,9 @@ _MUTABLE = (
     "channel_order_id",
     "failure_code",
     "failure_message",
+    "channel_failure_code",
+    "channel_failure_message",
+    "next_action",
     "completed_at",
     "next_sync_at",
     "sync_attempts",
@@ -147,6 +156,9 @@ async def create_transfer(
         "channel_order_id": None,
         "failure_code": None,
         "failure_message": None,
+        "channel_failure_code": None,
+        "channel_failure_message": None,
+        "next_action": None,
         "description": req.description,
         "metadata": orjson.dumps(req.metadata).decode() if req.metadata else None,
         "created_at": now,
@@ -275,18 +287,30 @@ def _move(
                 transfer_id,
                 source,
             )
+        if current is TransferStatus.canceled and result.outcome is Outcome.SUCCEEDED:
+            metrics.operator_alerts.labels("late_success_after_cancel").inc()
+            log.error(
+                "ALERT transfer %s: %s says SUCCEEDED after CANCELED; kept canceled",
+                transfer_id,
+                source,
+            )
         return False
     for target in path:
         values: dict[str, Any] = {"status": target.value, "updated_at": now}
         if result.channel_order_id and not row["channel_order_id"]:
             values["channel_order_id"] = result.channel_order_id
-        if target is TransferStatus.failed:
-            values["failure_code"] = (result.failure_code or "channel_failed")[:64]
-            values["failure_message"] = (result.failure_message or "")[:256] or None
+        if target in (TransferStatus.failed, TransferStatus.canceled):
+            values.update(_failure_fields(gw, row["channel"], target, result))
+        if target is TransferStatus.requires_confirmation:
+            values["next_action"] = (
+                orjson.dumps(dict(result.next_action)).decode() if result.next_action else None
+            )
+        elif row.get("next_action"):
+            values["next_action"] = None  # nothing left for the payee to do
         if target in _TERMINAL_DONE:
             values["completed_at"] = row["completed_at"] or now
             values["next_sync_at"] = None
-        if target is TransferStatus.processing:
+        if target in (TransferStatus.processing, TransferStatus.requires_confirmation):
             values["next_sync_at"] = now + timedelta(seconds=gw.settings.sync_first_delay_seconds)
             values["sync_attempts"] = 0
         params = {c: values.get(c, row[c]) for c in _MUTABLE}
@@ -314,6 +338,37 @@ def _move(
         metrics.transfer_transitions.labels(row["channel"], target.value).inc()
         current = target
     return True
+
+
+def _failure_fields(
+    gw: Gateway, channel_name: str, target: TransferStatus, result: ChannelResult
+) -> dict[str, Any]:
+    """Paymux's failure code for ``result`` plus the channel's own code and message."""
+    raw_code = result.failure_code
+    if target is TransferStatus.canceled:
+        code = FailureCode.canceled
+        raw_code = raw_code or result.raw_status
+    elif raw_code is not None and raw_code in FailureCode.__members__:
+        code = FailureCode(raw_code)  # decided by Paymux itself (e.g. insufficient_funds)
+        raw_code = None
+    else:
+        channel = gw.channels.get(channel_name)
+        unified = unify(raw_code, getattr(channel, "failure_codes", {}))
+        code = unified.code
+        if not unified.known:
+            metrics.unknown_failure_codes.labels(channel_name).inc()
+            log.warning(
+                "channel %s failure code %r is not in its mapping; reported as %s",
+                channel_name,
+                raw_code,
+                code.value,
+            )
+    return {
+        "failure_code": code.value,
+        "failure_message": describe(code.value),
+        "channel_failure_code": raw_code[:64] if raw_code else None,
+        "channel_failure_message": (result.failure_message or "")[:256] or None,
+    }
 
 
 def _locked_row(conn: Connection, transfer_id: str) -> dict[str, Any]:
@@ -357,6 +412,7 @@ async def get_by_idempotency_key(gw: Gateway, merchant_id: str, key: str) -> dic
 class TransferFilter:
     merchant_id: str | None
     status: str | None = None
+    failure_code: str | None = None
     channel: str | None = None
     created_gte: datetime | None = None
     created_lt: datetime | None = None
@@ -371,6 +427,8 @@ async def list_transfers(gw: Gateway, f: TransferFilter) -> tuple[list[dict[str,
         stmt = stmt.where(transfers.c.merchant_id == f.merchant_id)
     if f.status:
         stmt = stmt.where(transfers.c.status == f.status)
+    if f.failure_code:
+        stmt = stmt.where(transfers.c.failure_code == f.failure_code)
     if f.channel:
         stmt = stmt.where(transfers.c.channel == f.channel)
     if f.created_gte:

@@ -49,6 +49,13 @@ def transfer_view(row: Mapping[str, Any], *, operator: bool = False) -> dict[str
         "channel_order_id": row["channel_order_id"],
         "failure_code": row["failure_code"],
         "failure_message": row["failure_message"],
+        "channel_failure_code": row.get("channel_failure_code"),
+        "channel_failure_message": row.get("channel_failure_message"),
+        "next_action": (
+            orjson.loads(row["next_action"])
+            if row.get("next_action") and row["status"] == "requires_confirmation"
+            else None
+        ),
         "description": row["description"],
         "metadata": orjson.loads(row["metadata"]) if row["metadata"] else {},
         "created_at": iso(row["created_at"]),

@@ -43,6 +43,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "transfer.succeeded",
     "transfer.failed",
     "transfer.returned",
+    "transfer.requires_confirmation",
+    "transfer.canceled",
+    "transfer_batch.completed",
 )
 ATTEMPT_ID_PREFIX = "wha_"
 

@@ -4,7 +4,8 @@ Only a merchant's ``available`` account carries a cached balance: it needs one, 
 hold that the balance cannot cover. Every other balance is derived when read:
 
 - ``held`` is the sum of ``amount + fee`` of the merchant's transfers still in flight
-  (pending, processing), which is exactly what its postings add up to; the ledger check
+  (pending, processing, requires_confirmation), which is exactly what its postings add
+  up to; the ledger check
   proves the two agree. Not caching it means a settlement locks no balance row at all.
 - the house and channel accounts are shared by every transfer, so a cached balance would be
   one row that every settlement must lock; their balance is the sum of their postings.
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import AccountKind, AccountRef, InsufficientFunds, JournalEntry
+from paymux.domain.states import IN_FLIGHT
 from paymux.store.fastexec import Prepared
 from paymux.store.tables import accounts, journal_entries, postings, transfers
 
@@ -141,7 +143,7 @@ class LedgerRepo:
         t = transfers.c
         stmt = (
             select(t.merchant_id, t.currency, func.sum(t.amount + t.fee))
-            .where(t.status.in_(("pending", "processing")))
+            .where(t.status.in_(sorted(s.value for s in IN_FLIGHT)))
             .group_by(t.merchant_id, t.currency)
         )
         if merchant_id is not None:

@@ -82,7 +82,7 @@ transfers = Table(
     Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
     Column("idempotency_key", String(255), nullable=False),
     Column("request_fingerprint", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("fee", BigInteger, nullable=False),
@@ -98,6 +98,11 @@ transfers = Table(
     Column("channel_order_id", String(64), nullable=True),
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", String(256), nullable=True),
+    # failure_code is Paymux's own (domain.failures); the channel's words stay visible here.
+    Column("channel_failure_code", String(64), nullable=True),
+    Column("channel_failure_message", String(256), nullable=True),
+    # JSON: how the payee confirms (requires_confirmation), e.g. WeChat's package_info.
+    Column("next_action", Text, nullable=True),
     Column("description", String(128), nullable=True),
     Column("metadata", Text, nullable=True),
     _ts("created_at"),
