@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from paymux.domain.failures import FAILURES, FailureCode
 from paymux_alipay.failure_codes import FAILURE_CODES as ALIPAY
+from paymux_alipay.mapping import NO_MONEY_MOVED_SUB_CODES
 from paymux_wechat.failure_codes import FAILURE_CODES as WECHAT
+
+from paymux.domain.failures import FAILURES, FailureCode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "FAILURE_CODES.md"
 TABLES: Mapping[str, Mapping[str, str]] = {"alipay": ALIPAY, "wechat": WECHAT}
@@ -64,8 +66,6 @@ def test_doc_is_current() -> None:
 
 
 def test_every_refusal_the_alipay_adapter_treats_as_definitive_is_mapped() -> None:
-    from paymux_alipay.mapping import NO_MONEY_MOVED_SUB_CODES
-
     assert set(NO_MONEY_MOVED_SUB_CODES) <= set(ALIPAY)
 
 
