@@ -110,6 +110,9 @@ class Bench:
             sandbox_args={"alipay": sandbox, "wechat": sandbox},
             gateway_env={
                 "PAYMUX_LOG_LEVEL": "warning",
+                # The benchmark measures throughput, not the per-key rate limit.
+                "PAYMUX_RATE_LIMIT_PER_SECOND": "1000000",
+                "PAYMUX_RATE_LIMIT_BURST": "1000000",
                 "PAYMUX_PUBLIC_URL": f"http://127.0.0.1:{self.dead_port}",
                 "PAYMUX_WORKERS": str(self.args.workers),
                 **dict(kv.split("=", 1) for kv in self.args.gateway_env),

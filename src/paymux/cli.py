@@ -122,6 +122,60 @@ def cmd_ledger_check(_: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys_rotate(settings: Settings) -> str:
+    from paymux.service.bootstrap import resolve_keks  # noqa: PLC0415
+    from paymux.service.gateway import utcnow  # noqa: PLC0415
+    from paymux.store import data_keys_repo as dk  # noqa: PLC0415
+    from paymux.store.db import Database  # noqa: PLC0415
+
+    keks = resolve_keks(settings)
+    db = Database(settings.database_url)
+    try:
+        report = await dk.rewrap_data_keys(db, keks, utcnow())
+        await dk.load_data_keys(db, keks, utcnow())
+        sealed = await dk.seal_plaintext_rows(db)
+    finally:
+        await db.dispose()
+    return (
+        f"data keys re-wrapped under {keks[0].id}: {report.rewrapped} "
+        f"(already current: {report.already_current}); plaintext rows sealed: {sealed}"
+    )
+
+
+def cmd_keys_rotate(_: argparse.Namespace) -> int:
+    print(asyncio.run(_keys_rotate(Settings())))
+    return 0
+
+
+def cmd_keys_new_kek(_: argparse.Namespace) -> int:
+    from paymux.sealing import new_kek_entry  # noqa: PLC0415
+
+    print(new_kek_entry())
+    return 0
+
+
+async def _audit_verify(settings: Settings) -> tuple[int, tuple[int, str] | None]:
+    from paymux.domain.audit_chain import first_break  # noqa: PLC0415
+    from paymux.store.audit_repo import all_in_order  # noqa: PLC0415
+    from paymux.store.db import Database  # noqa: PLC0415
+
+    db = Database(settings.database_url)
+    try:
+        records = await all_in_order(db)
+    finally:
+        await db.dispose()
+    return len(records), first_break(records)
+
+
+def cmd_audit_verify(_: argparse.Namespace) -> int:
+    count, broken = asyncio.run(_audit_verify(Settings()))
+    if broken is not None:
+        print(f"AUDIT CHAIN BROKEN at record {broken[0]}: {broken[1]}")
+        return 1
+    print(f"audit chain OK: {count} records, each carries the previous record's hash")
+    return 0
+
+
 def cmd_merchants_create(args: argparse.Namespace) -> int:
     import httpx  # noqa: PLC0415
 
@@ -266,6 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser("check", help="verify the ledger; exit 1 on any break").set_defaults(
         func=cmd_ledger_check
+    )
+
+    keys = sub.add_parser("keys", help="encryption keys (data at rest)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser(
+        "rotate", help="re-wrap data keys under the first configured KEK; seal old plaintext"
+    ).set_defaults(func=cmd_keys_rotate)
+    keys_sub.add_parser("new-kek", help="print a new key-encryption key entry").set_defaults(
+        func=cmd_keys_new_kek
+    )
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain; exit 1 on any break").set_defaults(
+        func=cmd_audit_verify
     )
 
     merchants = sub.add_parser("merchants", help="merchant administration")

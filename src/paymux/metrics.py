@@ -24,3 +24,12 @@ unknown_failure_codes = Counter(
     "Channel failure codes missing from the adapter's mapping (reported as channel_rejected)",
     ["channel"],
 )
+auth_failures = Counter(
+    "paymux_auth_failures",
+    "Failed authentications (unknown, revoked, expired or disabled key; blocked client)",
+    ["reason"],
+)
+rate_limited = Counter("paymux_rate_limited", "Requests refused by a key's rate limit")
+rate_limiter_unavailable = Counter(
+    "paymux_rate_limiter_unavailable", "Requests seen while Redis (rate limits) was unreachable"
+)

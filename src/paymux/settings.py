@@ -23,6 +23,19 @@ class Settings(BaseSettings):
     # Unset: Paymux starts an embedded redis-server with persistence under var/redis.
     redis_url: str | None = None
     admin_key: SecretStr | None = None
+    # Key-encryption key(s) for data at rest: `id:base64-32-bytes` entries, the first one
+    # current (see docs/SECURITY.md). Unset: read from kek_file, default <data_dir>/kek,
+    # which is generated on first start.
+    kek: SecretStr | None = None
+    kek_file: Path | None = None
+    # Requests per second and burst per API key, unless a merchant has its own.
+    rate_limit_per_second: int = 100
+    rate_limit_burst: int = 200
+    # Failed authentications allowed per client address and per key prefix per window.
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: int = 60
+    # Longest time a worker trusts its cached key without Redis confirming its version.
+    auth_cache_seconds: float = 60.0
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

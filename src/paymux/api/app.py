@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from paymux import __version__
 from paymux.api import balances, callbacks, internal, merchants, ops, problems, transfers
+from paymux.service.access import Authenticator, gw_gate
 from paymux.service.bootstrap import build_gateway, close_gateway
 from paymux.service.gateway import Gateway
-from paymux.service.merchants import MerchantAuth
 from paymux.service.sync import run_sync_loop
 from paymux.settings import Settings
 from paymux.webhooks.relay import run_relay
@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gw = await build_gateway(settings, migrate=settings.auto_migrate)
         app.state.gateway = gw
         internal.count_redis_round_trips(gw)
-        app.state.merchant_auth = MerchantAuth(gw)
+        app.state.merchant_auth = Authenticator(gw)
+        await gw_gate(gw).load_scripts()  # even the first request is one round trip
         stop = asyncio.Event()
         tasks = [asyncio.create_task(loop(gw, stop)) for loop in background_loops(settings)]
         try:
@@ -72,4 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(events.router)
+    from paymux.api import access, ratelimit_headers  # noqa: PLC0415 - own line, as reports
+
+    app.include_router(access.router)
+    app.add_middleware(ratelimit_headers.RateLimitHeaders)
     return app

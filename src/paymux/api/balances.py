@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, gateway, merchant_caller
+from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.idempotent import json_response
 from paymux.api.pagination import Cursor, Limit, page
 from paymux.service import balances as svc
@@ -17,7 +17,9 @@ router = APIRouter(prefix="/v1", tags=["balance"])
 
 @router.get("/balance", summary="Available and held balance")
 async def get_balance(
-    request: Request, caller: Caller = Depends(merchant_caller), currency: Literal["CNY"] = "CNY"
+    request: Request,
+    caller: Caller = Depends(merchant_scope("balance:read")),
+    currency: Literal["CNY"] = "CNY",
 ) -> Response:
     assert caller.merchant_id is not None
     return json_response(200, await svc.balance(gateway(request), caller.merchant_id, currency))
@@ -26,7 +28,7 @@ async def get_balance(
 @router.get("/balance_transactions", summary="Every ledger entry that touched your balance")
 async def list_balance_transactions(
     request: Request,
-    caller: Caller = Depends(merchant_caller),
+    caller: Caller = Depends(merchant_scope("balance:read")),
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import StringConstraints
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, gateway, merchant_caller
+from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.bodies import read_model
 from paymux.api.idempotent import json_response
 from paymux.api.pagination import Cursor, Limit, page
@@ -23,14 +23,14 @@ class Redelivery(Strict):
 
 
 def _merchant(caller: Caller) -> str:
-    assert caller.merchant_id is not None  # merchant_caller guarantees it
+    assert caller.merchant_id is not None  # merchant_scope guarantees it
     return caller.merchant_id
 
 
 @router.get("", summary="List events, newest first")
 async def list_events(
     request: Request,
-    caller: Caller = Depends(merchant_caller),
+    caller: Caller = Depends(merchant_scope("events:read")),
     event_type: str | None = Query(
         None, alias="type", max_length=40, description="Only events of this type"
     ),
@@ -49,7 +49,7 @@ async def list_events(
 
 @router.get("/{event_id}", summary="Retrieve an event and its webhook deliveries")
 async def get_event(
-    event_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    event_id: str, request: Request, caller: Caller = Depends(merchant_scope("events:read"))
 ) -> Response:
     row, deliveries = await svc.get_event(gateway(request), _merchant(caller), event_id)
     return json_response(
@@ -69,7 +69,7 @@ async def get_event(
     summary="Send an event again, now (optionally to one endpoint); same webhook-id",
 )
 async def redeliver_event(
-    event_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    event_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
     body, _ = await read_model(request, Redelivery)
     rows = await svc.redeliver_event(

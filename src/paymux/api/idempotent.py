@@ -14,6 +14,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from paymux.api.auth import refund_replay
 from paymux.idempotency import (
     ClaimKind,
     IdempotencyStore,
@@ -66,6 +67,7 @@ async def run_idempotent(
     claim = await store.claim(scope, key, fp)
     if claim.kind is ClaimKind.replay:
         assert claim.response is not None
+        await refund_replay()  # a replay does not count against the rate limit
         return Response(
             claim.response.body,
             status_code=claim.response.status_code,
@@ -83,6 +85,8 @@ async def run_idempotent(
         # a second transfer if the first one did commit).
         await store.release(scope, key, fp)
         raise
+    if replayed:
+        await refund_replay()
     response = json_response(status, body, replayed=replayed)
     await store.complete(scope, key, fp, StoredResponse(status, bytes(response.body), {}))
     return response

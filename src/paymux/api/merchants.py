@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, admin_caller, gateway
+from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
 from paymux.api.schemas import MerchantCreate, TopupCreate
+from paymux.domain.access import Role
 from paymux.service import balances as bal
 from paymux.service import merchants as svc
+from paymux.service.access import audit_draft
 
 router = APIRouter(prefix="/v1/merchants", tags=["operators"])
 
@@ -23,14 +25,18 @@ router = APIRouter(prefix="/v1/merchants", tags=["operators"])
     openapi_extra=body_schema(MerchantCreate),
     summary="Create a merchant; its secret key is shown once",
 )
-async def create_merchant(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+async def create_merchant(
+    request: Request, caller: Caller = Depends(operator_role(Role.admin))
+) -> Response:
     body, _data = await read_model(request, MerchantCreate)
-    row, secret = await svc.create_merchant(gateway(request), body.name)
+    row, secret = await svc.create_merchant(gateway(request), body.name, caller.principal)
     return json_response(201, {**svc.merchant_view(row), "secret_key": secret})
 
 
 @router.get("", summary="List merchants")
-async def list_merchants(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+async def list_merchants(
+    request: Request, _: Caller = Depends(operator_role(Role.viewer))
+) -> Response:
     rows = await svc.list_merchants(gateway(request))
     return json_response(
         200,
@@ -50,7 +56,9 @@ async def list_merchants(request: Request, _: Caller = Depends(admin_caller)) ->
     summary="Credit a merchant's prefunded balance (requires Idempotency-Key)",
 )
 async def create_topup(
-    merchant_id: str, request: Request, _: Caller = Depends(admin_caller)
+    merchant_id: str,
+    request: Request,
+    caller: Caller = Depends(operator_role(Role.operator, money_moving=True)),
 ) -> Response:
     gw = gateway(request)
     key = idempotency_key(request)
@@ -65,6 +73,7 @@ async def create_topup(
             description=body.description,
             idempotency_key=key,
             fingerprint=fp,
+            audit=audit_draft(caller.principal, "topup.create", "topup", None, merchant_id),
         )
         return 201, bal.topup_view(result.row), result.replayed
 
@@ -75,7 +84,7 @@ async def create_topup(
 
 @router.get("/{merchant_id}/balance", summary="A merchant's balance (operators)")
 async def merchant_balance(
-    merchant_id: str, request: Request, _: Caller = Depends(admin_caller)
+    merchant_id: str, request: Request, _: Caller = Depends(operator_role(Role.viewer))
 ) -> Response:
     gw = gateway(request)
     if not await svc.merchant_exists(gw, merchant_id):

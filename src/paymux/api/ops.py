@@ -8,14 +8,17 @@ from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, admin_caller, gateway
+from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
 from paymux.api.problems import problem
 from paymux.api.schemas import FeeRuleCreate
+from paymux.domain.access import Role
 from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
+from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import FeeBook, entry_view
+from paymux.store import audit_repo
 
 router = APIRouter(tags=["operations"])
 
@@ -45,12 +48,14 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics_endpoint(_: Caller = Depends(admin_caller)) -> Response:
+async def metrics_endpoint(_: Caller = Depends(operator_role(Role.viewer))) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/fee_schedule", tags=["operators"], summary="Every fee and cost rule")
-async def get_fee_schedule(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+async def get_fee_schedule(
+    request: Request, _: Caller = Depends(operator_role(Role.viewer))
+) -> Response:
     gw = gateway(request)
     entries = await gw.feebook.entries()
     return json_response(
@@ -70,7 +75,9 @@ async def get_fee_schedule(request: Request, _: Caller = Depends(admin_caller)) 
     openapi_extra=body_schema(FeeRuleCreate),
     summary="Add a versioned fee or cost rule, effective now or later",
 )
-async def add_fee_rule(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+async def add_fee_rule(
+    request: Request, caller: Caller = Depends(operator_role(Role.operator))
+) -> Response:
     gw = gateway(request)
     body, _data = await read_model(request, FeeRuleCreate)
     now = gw.clock()
@@ -90,9 +97,18 @@ async def add_fee_rule(request: Request, _: Caller = Depends(admin_caller)) -> R
         )
     except FeeError as exc:
         raise InvalidRequest(str(exc)) from None
+    view = entry_view(entry)
     async with gw.db.write() as conn:
         version = await FeeBook.add(conn, entry, now=now)
+        view["version"] = version
+        draft = audit_draft(
+            caller.principal,
+            "fee_rule.create",
+            "fee_rule",
+            str(version),
+            body.merchant_id,
+            after=view,
+        )
+        await conn.run_sync(lambda c: audit_repo.append(c, draft, now))
     gw.feebook.invalidate()
-    view = entry_view(entry)
-    view["version"] = version
     return json_response(201, {"object": "fee_rule", **view})

@@ -39,7 +39,7 @@ def problem(
 
 
 def from_service_error(exc: ServiceError) -> Response:
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
 _HTTP_CODES = {

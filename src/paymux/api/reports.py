@@ -13,7 +13,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, any_caller, gateway
+from paymux.api.auth import Caller, gateway, merchant_or_operator
 from paymux.api.idempotent import json_response
 from paymux.service import reports as svc
 from paymux.service.errors import NotFound
@@ -33,7 +33,7 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
 @router.get("/fees", summary="Fees (and, for operators, channel cost and margin) per period")
 async def fee_report(
     request: Request,
-    caller: Caller = Depends(any_caller),
+    caller: Caller = Depends(merchant_or_operator("reports:read")),
     from_: str = Query(..., alias="from", max_length=10, description="First day, YYYY-MM-DD"),
     to: str = Query(..., max_length=10, description="Last day (inclusive), YYYY-MM-DD"),
     tz: str | None = Query(None, max_length=64, description="IANA zone of the business days"),

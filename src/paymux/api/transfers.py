@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, any_caller, gateway, merchant_caller
+from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
 from paymux.api.pagination import Cursor, Limit, aware, page
@@ -39,7 +39,10 @@ def _new(body: TransferCreate) -> svc.NewTransfer:
     openapi_extra=body_schema(TransferCreate),
     summary="Create a transfer (requires Idempotency-Key)",
 )
-async def create_transfer(request: Request, caller: Caller = Depends(merchant_caller)) -> Response:
+async def create_transfer(
+    request: Request,
+    caller: Caller = Depends(merchant_scope("transfers:write", money_moving=True)),
+) -> Response:
     gw = gateway(request)
     key = idempotency_key(request)
     body, _ = await read_model(request, TransferCreate)
@@ -58,7 +61,9 @@ async def create_transfer(request: Request, caller: Caller = Depends(merchant_ca
     openapi_extra=body_schema(TransferCreate),
     summary="The fee a transfer would cost, without moving money",
 )
-async def quote_transfer(request: Request, caller: Caller = Depends(merchant_caller)) -> Response:
+async def quote_transfer(
+    request: Request, caller: Caller = Depends(merchant_scope("transfers:write"))
+) -> Response:
     gw = gateway(request)
     body, _ = await read_model(request, TransferCreate)
     assert caller.merchant_id is not None
@@ -79,7 +84,9 @@ async def quote_transfer(request: Request, caller: Caller = Depends(merchant_cal
 
 @router.get("/{transfer_id}", summary="Retrieve a transfer")
 async def get_transfer(
-    transfer_id: str, request: Request, caller: Caller = Depends(any_caller)
+    transfer_id: str,
+    request: Request,
+    caller: Caller = Depends(merchant_or_operator("transfers:read")),
 ) -> Response:
     row = await svc.get_transfer(gateway(request), transfer_id, caller.merchant_id)
     return json_response(200, transfer_view(row, operator=caller.is_admin))
@@ -88,7 +95,7 @@ async def get_transfer(
 @router.get("", summary="List transfers, newest first")
 async def list_transfers(
     request: Request,
-    caller: Caller = Depends(any_caller),
+    caller: Caller = Depends(merchant_or_operator("transfers:read")),
     status: Literal[
         "pending",
         "processing",

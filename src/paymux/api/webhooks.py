@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, gateway, merchant_caller
+from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
 from paymux.api.pagination import Cursor, Limit, page
@@ -43,7 +43,7 @@ class SecretRotation(Strict):
 
 
 def _merchant(caller: Caller) -> str:
-    assert caller.merchant_id is not None  # merchant_caller guarantees it
+    assert caller.merchant_id is not None  # merchant_scope guarantees it
     return caller.merchant_id
 
 
@@ -53,7 +53,9 @@ def _merchant(caller: Caller) -> str:
     openapi_extra=body_schema(EndpointCreate),
     summary="Register a webhook endpoint; its signing secret is shown once",
 )
-async def create_endpoint(request: Request, caller: Caller = Depends(merchant_caller)) -> Response:
+async def create_endpoint(
+    request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
+) -> Response:
     body, _ = await read_model(request, EndpointCreate)
     row, secret = await svc.create_endpoint(
         gateway(request),
@@ -68,7 +70,7 @@ async def create_endpoint(request: Request, caller: Caller = Depends(merchant_ca
 @router.get("", summary="List webhook endpoints, newest first")
 async def list_endpoints(
     request: Request,
-    caller: Caller = Depends(merchant_caller),
+    caller: Caller = Depends(merchant_scope("webhooks:read")),
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:
@@ -80,7 +82,7 @@ async def list_endpoints(
 
 @router.get("/{endpoint_id}", summary="Retrieve a webhook endpoint")
 async def get_endpoint(
-    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:read"))
 ) -> Response:
     row = await svc.get_endpoint(gateway(request), _merchant(caller), endpoint_id)
     return json_response(200, svc.endpoint_view(row))
@@ -92,7 +94,7 @@ async def get_endpoint(
     summary="Change an endpoint's URL, event types, description or enabled flag",
 )
 async def update_endpoint(
-    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
     body, _ = await read_model(request, EndpointUpdate)
     changes = svc.EndpointChanges(
@@ -108,7 +110,7 @@ async def update_endpoint(
 
 @router.delete("/{endpoint_id}", status_code=204, summary="Stop delivering to an endpoint")
 async def delete_endpoint(
-    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
     await svc.delete_endpoint(gateway(request), _merchant(caller), endpoint_id)
     return Response(status_code=204)
@@ -125,7 +127,7 @@ async def delete_endpoint(
     summary="New signing secret (shown once); the old one signs too until the overlap ends",
 )
 async def rotate_secret(
-    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
     body, _ = await read_model(request, SecretRotation)
     row, secret, old_expires = await svc.rotate_secret(
@@ -145,7 +147,7 @@ async def rotate_secret(
 async def list_attempts(
     endpoint_id: str,
     request: Request,
-    caller: Caller = Depends(merchant_caller),
+    caller: Caller = Depends(merchant_scope("webhooks:read")),
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:

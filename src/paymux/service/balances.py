@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
@@ -14,7 +14,9 @@ from paymux.service.errors import IdempotencyKeyReused, NotFound
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import merchant_exists
 from paymux.service.views import iso
+from paymux.store import audit_repo
 from paymux.store import ledger_repo as ledger
+from paymux.store.audit_repo import AuditDraft
 from paymux.store.tables import journal_entries, postings, topups
 
 
@@ -45,6 +47,7 @@ async def create_topup(
     description: str | None,
     idempotency_key: str,
     fingerprint: str,
+    audit: AuditDraft | None = None,
 ) -> TopupResult:
     if not await merchant_exists(gw, merchant_id):
         raise NotFound(f"no merchant {merchant_id}")
@@ -71,6 +74,8 @@ async def create_topup(
             obj=topup_view(row),
             now=now,
         )
+        if audit is not None:  # recorded in the same transaction as the credit
+            audit_repo.append(conn, replace(audit, object_id=row["id"], after=topup_view(row)), now)
 
     try:
         await gw.db.run_write(write)

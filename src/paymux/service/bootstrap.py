@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from redis.asyncio import Redis
 
 from paymux.channels.registry import load_channels
 from paymux.idempotency import IdempotencyStore
+from paymux.sealing import Kek, new_kek_entry, parse_keks
 from paymux.service.feebook import FeeBook
-from paymux.service.gateway import Gateway
+from paymux.service.gateway import Gateway, utcnow
 from paymux.settings import Settings
+from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database
 from paymux.store.migrate import upgrade
 
@@ -23,6 +26,7 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     if migrate:
         await upgrade(db.engine)
+    await load_data_keys(db, resolve_keks(settings), utcnow())
     redis = Redis.from_url(
         settings.redis_url, max_connections=512, socket_timeout=5, socket_connect_timeout=5
     )
@@ -43,6 +47,28 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     return Gateway(
         settings=settings, db=db, redis=redis, idempotency=idem, channels=channels, feebook=feebook
     )
+
+
+def resolve_keks(settings: Settings) -> list[Kek]:
+    """The configured key-encryption keys; a local one is generated under data_dir on first
+    start when none is configured (what `make run` relies on)."""
+    if settings.kek is not None:
+        return parse_keks(settings.kek.get_secret_value())
+    path = settings.kek_file or settings.data_dir / "kek"
+    if settings.kek_file is None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".kek.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_kek_entry() + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and fails if another worker got there first
+            log.warning("generated a local key-encryption key in %s (keep it safe)", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return parse_keks(path.read_text())
 
 
 async def close_gateway(gw: Gateway) -> None:

@@ -14,6 +14,8 @@ class ServiceError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        # HTTP headers the response must carry (e.g. WWW-Authenticate, Retry-After).
+        self.headers: dict[str, str] | None = None
         if code_override:
             self.code = code_override
 

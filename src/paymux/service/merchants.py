@@ -1,27 +1,22 @@
-"""Merchants and their secret keys (stored as SHA-256; shown once at creation)."""
+"""Merchants; their first API key is created with them (stored as SHA-256, shown once)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import time
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from paymux.domain.access import ALL_SCOPES, ApiKey, Principal
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import merchant_available
 from paymux.domain.money import SUPPORTED_CURRENCIES
+from paymux.request_context import current_request_id
+from paymux.service.access import Authenticator, audit_draft, hash_key, key_prefix, new_secret
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
+from paymux.store import audit_repo, keys_repo
 from paymux.store.ledger_repo import ensure_accounts
 from paymux.store.tables import merchants
-
-
-def hash_key(key: str) -> str:
-    # Keys are 256-bit random, so a fast hash is enough (no password stretching needed).
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def merchant_view(row: Any) -> dict[str, Any]:
@@ -34,23 +29,51 @@ def merchant_view(row: Any) -> dict[str, Any]:
     }
 
 
-async def create_merchant(gw: Gateway, name: str) -> tuple[dict[str, Any], str]:
-    secret = "sk_" + secrets.token_urlsafe(32)
+async def create_merchant(
+    gw: Gateway, name: str, actor: Principal | None = None
+) -> tuple[dict[str, Any], str]:
+    secret = new_secret("merchant")
     now = gw.clock()
+    rid = current_request_id()  # read here: write() runs on the writer thread
     row: dict[str, Any] = {
         "id": new_id("mer"),
         "name": name,
         "key_hash": hash_key(secret),
-        "key_hint": secret[:7] + "…",
+        "key_hint": secret[:7] + "…",  # the first key's; api_keys holds every key
         "active": True,
         "created_at": now,
     }
     # Only `available` keeps a cached balance row; `held` is derived (see ledger_repo).
     refs = [merchant_available(row["id"], currency) for currency in sorted(SUPPORTED_CURRENCIES)]
 
+    key = ApiKey(
+        id=new_id("key"),
+        kind="merchant",
+        merchant_id=row["id"],
+        operator_id=None,
+        name="default",
+        prefix=key_prefix(secret),
+        scopes=(ALL_SCOPES,),
+        created_at=now,
+    )
+
     def write(conn: Connection) -> None:
         conn.execute(merchants.insert().values(**row))
         ensure_accounts(conn, refs)
+        keys_repo.insert_key(conn, key, row["key_hash"], actor.key_id if actor else None)
+        audit_repo.append(
+            conn,
+            audit_draft(
+                actor,
+                "merchant.create",
+                "merchant",
+                row["id"],
+                row["id"],
+                after={"name": name, "first_key_id": key.id},
+                request_id=rid,
+            ),
+            now,
+        )
 
     await gw.db.run_write(write)
     return row, secret
@@ -68,30 +91,5 @@ async def merchant_exists(gw: Gateway, merchant_id: str) -> bool:
         return found.first() is not None
 
 
-class MerchantAuth:
-    """Secret key -> merchant id, with a short cache so the hot path skips the database."""
-
-    def __init__(self, gw: Gateway, ttl_seconds: float = 30.0) -> None:
-        self._gw = gw
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[str, float]] = {}
-
-    async def authenticate(self, key: str) -> str | None:
-        digest = hash_key(key)
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > time.monotonic():
-            return hit[0]
-        async with self._gw.db.read() as conn:
-            found = (
-                await conn.execute(
-                    select(merchants.c.id, merchants.c.key_hash, merchants.c.active).where(
-                        merchants.c.key_hash == digest
-                    )
-                )
-            ).first()
-        if found is None or not found.active or not hmac.compare_digest(found.key_hash, digest):
-            return None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (found.id, time.monotonic() + self._ttl)
-        return str(found.id)
+# The authenticator now covers merchant and operator keys (service/access.py).
+MerchantAuth = Authenticator

@@ -46,6 +46,7 @@ from paymux.service.views import transfer_view
 from paymux.store import ledger_repo as ledger
 from paymux.store import pending_pg
 from paymux.store.fastexec import Prepared
+from paymux.store.sealed import payee_account_index
 from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ async def create_transfer(
         "payee_type": req.payee_type,
         "payee_account": req.payee_account,
         "payee_name": req.payee_name,
+        "payee_account_hmac": payee_account_index(req.payee_account),
         "channel": channel_name,
         "channel_reference": channel_reference(transfer_id),
         "channel_order_id": None,

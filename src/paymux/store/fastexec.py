@@ -19,6 +19,8 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.sql.dml import UpdateBase
 
+from paymux.store.sealed import SealedText
+
 _SQLITE = pysqlite.dialect()
 
 
@@ -43,9 +45,21 @@ class Prepared:
         self.defaults: dict[str, Any] = {
             name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
         }
+        # Sealed columns are encrypted here as SQLAlchemy's bind processing would.
+        self.sealed: dict[str, SealedText] = {
+            name: bind.type
+            for name, bind in compiled.binds.items()
+            if isinstance(bind.type, SealedText)
+        }
 
     def _row(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(_adapt(params[n] if n in params else self.defaults[n]) for n in self.names)
+        values = tuple(_adapt(params[n] if n in params else self.defaults[n]) for n in self.names)
+        if not self.sealed:
+            return values
+        return tuple(
+            self.sealed[n].process_bind_param(v, _SQLITE) if n in self.sealed else v
+            for n, v in zip(self.names, values, strict=True)
+        )
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute once; returns the row count."""

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, text
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import InsufficientFunds, JournalEntry
 from paymux.store.ledger_repo import CACHED
+from paymux.store.sealed import SealedText
 from paymux.store.tables import UTCDateTime, transfers
 
 _BIGINT = {"amount", "fee", "channel_cost"}
@@ -69,7 +70,12 @@ SELECT (SELECT count(*) FROM debit) + 0 * (SELECT count(*) FROM insert_transfer)
        + 0 * (SELECT count(*) FROM insert_entry) + 0 * (SELECT count(*) FROM insert_postings)
 """  # noqa: S608
 
-_STATEMENT = text(_SQL).bindparams(*(bindparam(f"t_{c}", type_=UTCDateTime()) for c in sorted(_TS)))
+_SEALED = {c.name: c.type for c in transfers.columns if isinstance(c.type, SealedText)}
+_STATEMENT = text(_SQL).bindparams(
+    *(bindparam(f"t_{c}", type_=UTCDateTime()) for c in sorted(_TS)),
+    # Payee account and name are encrypted by their column type, as on every other path.
+    *(bindparam(f"t_{name}", type_=col_type) for name, col_type in sorted(_SEALED.items())),
+)
 
 
 def insert_pending(

@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from paymux.store.sealed import PAYEE_ACCOUNT, SealedText
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timestamps are aware UTC in Python on every backend (SQLite stores naive UTC)."""
@@ -90,8 +92,10 @@ transfers = Table(
     Column("price_version", Integer, nullable=True),
     Column("cost_version", Integer, nullable=True),
     Column("payee_type", String(20), nullable=False),
-    Column("payee_account", String(128), nullable=False),
-    Column("payee_name", String(128), nullable=True),
+    # Sealed at rest (AES-256-GCM, see sealing.py); equality lookups use the blind index.
+    Column("payee_account", SealedText(PAYEE_ACCOUNT), nullable=False),
+    Column("payee_name", SealedText("transfers.payee_name"), nullable=True),
+    Column("payee_account_hmac", String(64), nullable=True),
     Column("channel", String(32), nullable=False),
     # One Paymux transfer is one channel reference forever (out_biz_no / out_bill_no).
     Column("channel_reference", String(32), nullable=False, unique=True),
@@ -116,6 +120,7 @@ transfers = Table(
     Index("ix_transfers_merchant_status", "merchant_id", "status"),
     Index("ix_transfers_status_next_sync", "status", "next_sync_at"),
     Index("ix_transfers_created_at", "created_at"),
+    Index("ix_transfers_payee_account_hmac", "payee_account_hmac"),
 )
 
 # Cached balances, only for accounts that need a guard (a merchant's `available`); every
@@ -241,8 +246,8 @@ webhook_secrets = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
-    # The signing key must be usable, so it is stored; it is never returned after creation.
-    Column("secret", String(128), nullable=False),
+    # The signing key must be usable, so it is stored (sealed); never returned after creation.
+    Column("secret", SealedText("webhook_secrets.secret"), nullable=False),
     _ts("created_at"),
     _ts("expires_at", nullable=True),  # set when rotated out: signs until then
     Index("ix_webhook_secrets_endpoint_id", "endpoint_id"),
