@@ -65,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            log_config=None,  # our handler and format (paymux.logs), not uvicorn's
             access_log=False,
             timeout_graceful_shutdown=10,
         )
@@ -347,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    level = os.environ.get("PAYMUX_LOG_LEVEL", "info").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from paymux import logs  # noqa: PLC0415
+
+    logs.configure()
     args = build_parser().parse_args(argv)
     raise SystemExit(args.func(args))

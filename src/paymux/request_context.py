@@ -6,6 +6,8 @@ A ContextVar, not a FastAPI dependency, so any layer can read it without importi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 request_id: ContextVar[str | None] = ContextVar("paymux_request_id", default=None)
@@ -18,3 +20,13 @@ def current_request_id() -> str | None:
 
 def current_transfer_id() -> str | None:
     return transfer_id.get()
+
+
+@contextmanager
+def transfer_scope(value: str) -> Iterator[None]:
+    """Log lines inside carry ``value`` as the transfer id (background loops, per transfer)."""
+    token = transfer_id.set(value)
+    try:
+        yield
+    finally:
+        transfer_id.reset(token)

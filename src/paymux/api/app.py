@@ -36,6 +36,10 @@ def background_loops(settings: Settings) -> list[Loop]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if not logging.getLogger().handlers:  # a uvicorn worker process: nobody configured it
+        from paymux import logs  # noqa: PLC0415
+
+        logs.configure(settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    from paymux.api.request_ids import RequestIdMiddleware  # noqa: PLC0415 - own line
+
+    app.add_middleware(RequestIdMiddleware)
     from paymux.api import reports  # noqa: PLC0415 - own line, apart from the shared tuple
 
     app.include_router(reports.router)

@@ -15,6 +15,7 @@ from paymux.api.problems import problem
 from paymux.api.schemas import FeeRuleCreate
 from paymux.domain.access import Role
 from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
+from paymux.service import gauges
 from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import FeeBook, entry_view
@@ -48,7 +49,10 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics_endpoint(_: Caller = Depends(operator_role(Role.viewer))) -> Response:
+async def metrics_endpoint(
+    request: Request, _: Caller = Depends(operator_role(Role.viewer))
+) -> Response:
+    await gauges.refresh(gateway(request))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

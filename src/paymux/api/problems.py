@@ -89,9 +89,13 @@ def install(app: FastAPI) -> None:
         import logging  # noqa: PLC0415
 
         logging.getLogger("paymux.api").exception("unhandled error", exc_info=exc)
-        return problem(
-            500,
-            "internal_error",
-            "Internal error",
-            "an unexpected error occurred; it has been logged",
-        )
+        return internal_error()
+
+
+def internal_error() -> Response:
+    return problem(
+        500,
+        "internal_error",
+        "Internal error",
+        "an unexpected error occurred; it has been logged",
+    )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from paymux import tracing
 from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
@@ -50,7 +51,8 @@ async def create_transfer(
     assert merchant_id is not None
 
     async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
-        created = await svc.create_transfer(gw, merchant_id, key, fp, _new(body))
+        with tracing.span("transfer.create", merchant_id=merchant_id):
+            created = await svc.create_transfer(gw, merchant_id, key, fp, _new(body))
         return 201, transfer_view(created.row), created.replayed
 
     return await run_idempotent(gw, merchant_id, key, body.model_dump(mode="json"), handler)

@@ -10,6 +10,8 @@ from typing import Literal
 
 import httpx
 
+from paymux import tracing
+
 Transport = Literal["aiohttp", "httpx"]
 
 
@@ -34,7 +36,12 @@ def make_http_client(
             timeout=timeout,
             follow_redirects=False,
             transport=AiohttpTransport(limits=limits),
+            event_hooks=tracing.request_hooks(),
         )
     return httpx.AsyncClient(
-        base_url=base_url, timeout=timeout, follow_redirects=False, limits=limits
+        base_url=base_url,
+        timeout=timeout,
+        follow_redirects=False,
+        limits=limits,
+        event_hooks=tracing.request_hooks(),
     )

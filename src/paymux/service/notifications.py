@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from paymux import metrics
+from paymux import metrics, request_context
 from paymux.channels.base import (
     Ack,
     ChannelResult,
@@ -105,6 +105,7 @@ async def handle_notification(
             reference=note.reference,
         )
         return channel.notification_ack(False)
+    request_context.transfer_id.set(found["id"])  # this request is about that transfer
     problem = _mismatch(dict(found), note, channel.account_id)
     if problem is not None:
         metrics.operator_alerts.labels("notification_mismatch").inc()

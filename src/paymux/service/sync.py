@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from paymux import metrics
+from paymux import metrics, request_context, tracing
 from paymux.channels.base import ChannelResult, Outcome
 from paymux.domain.states import TransferStatus
 from paymux.service.gateway import Gateway
@@ -87,11 +88,19 @@ async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
         result = await send_once(gw, channel, order)
     else:
         metrics.sync_queries.labels(channel.name).inc()
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            result = await channel.query(order)
+            with tracing.span("channel.query", channel=channel.name):
+                result = await channel.query(order)
+            outcome = result.outcome.value
         except Exception:
             log.exception("query of %s failed", order.reference)
             return
+        finally:
+            metrics.channel_call_seconds.labels(channel.name, "query", outcome).observe(
+                time.perf_counter() - started
+            )
         if result.outcome is Outcome.NOT_FOUND:
             # The send never landed: send again under the same reference (deduped).
             log.warning("channel has no order %s; sending it again", order.reference)
@@ -115,10 +124,11 @@ async def sync_once(gw: Gateway, *, recover_all_pending: bool = False) -> int:
             if not await _claim(gw, row, now):
                 return
             worked += 1
-            try:
-                await resolve_one(gw, row)
-            except Exception:
-                log.exception("sync of transfer %s failed; it will be retried", row["id"])
+            with request_context.transfer_scope(row["id"]):
+                try:
+                    await resolve_one(gw, row)
+                except Exception:
+                    log.exception("sync of transfer %s failed; it will be retried", row["id"])
 
     await asyncio.gather(*(work(r) for r in rows))
     return worked

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from paymux import metrics
+from paymux import metrics, request_context, tracing
 from paymux.channels.base import Channel, ChannelResult, Outcome, PayeeType, TransferOrder
 from paymux.domain.failures import FailureCode, describe, unify
 from paymux.domain.fees import FeeQuote
@@ -137,6 +138,7 @@ async def create_transfer(
     now = gw.clock()
     channel_name, fq = await quote_for(gw, merchant_id, req, now)
     transfer_id = new_id("tr")
+    request_context.transfer_id.set(transfer_id)  # the rest of this request is about it
     row: dict[str, Any] = {
         "id": transfer_id,
         "merchant_id": merchant_id,
@@ -211,10 +213,16 @@ async def create_transfer(
 async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> ChannelResult:
     """Send under the in-request bound; an outcome we did not see is PROCESSING."""
     metrics.channel_calls.labels(channel.name, "send").inc()
+    started = time.perf_counter()
+    outcome = "error"
     try:
-        async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
-            return await channel.send(order)
+        with tracing.span("channel.send", channel=channel.name):
+            async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
+                result = await channel.send(order)
+        outcome = result.outcome.value
+        return result
     except TimeoutError:
+        outcome = "timeout"
         return ChannelResult(Outcome.PROCESSING, raw_status="paymux_call_timeout")
     except Exception:  # an adapter bug must not lose the transfer: the sync loop resolves it
         log.exception(
@@ -223,6 +231,10 @@ async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> Chan
             order.reference,
         )
         return ChannelResult(Outcome.PROCESSING, raw_status="paymux_adapter_error")
+    finally:
+        metrics.channel_call_seconds.labels(channel.name, "send", outcome).observe(
+            time.perf_counter() - started
+        )
 
 
 def _entry_for(action: EntryKind, row: dict[str, Any]) -> JournalEntry:
