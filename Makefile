@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint typecheck check bench install clean
 
 # Reinstall when the dependency list changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -22,11 +22,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check src adapters tests bench
-	$(BIN)/ruff format --check src adapters tests bench
+	$(BIN)/ruff check src adapters tests bench clients
+	$(BIN)/ruff format --check src adapters tests bench clients
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src/paymux adapters/alipay adapters/wechat
+	cd clients/python && ../../$(BIN)/mypy --strict src/paymux_client
 
 check: lint typecheck test
 
