@@ -107,7 +107,10 @@ class Bench:
             redis_url=self.redis_url,
             gateway_port=free_port(),
             sandbox_ports={"alipay": free_port(), "wechat": free_port()},
-            sandbox_args={"alipay": sandbox, "wechat": sandbox},
+            sandbox_args={
+                "alipay": sandbox,
+                "wechat": [*sandbox, "--confirmation", "preauthorized"],
+            },
             gateway_env={
                 "PAYMUX_LOG_LEVEL": "warning",
                 # The benchmark measures throughput, not the per-key rate limit.

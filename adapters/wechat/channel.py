@@ -74,6 +74,10 @@ class WechatSettings(BaseModel):
     apiv3_key: SecretStr | None = None
     apiv3_key_file: Path | None = None
     transfer_scene_id: str = mapping.DEFAULT_SCENE_ID
+    # How long WeChat keeps a bill waiting for the payee (next_action.expires_at).
+    confirmation_expiry_seconds: float = Field(
+        default=mapping.DEFAULT_CONFIRMATION_EXPIRY_SECONDS, gt=0
+    )
     user_recv_perception: str | None = None
     notify_url: str | None = None  # used when an order carries none
     timeout_seconds: float = Field(default=10.0, gt=0)
@@ -163,6 +167,33 @@ class WechatChannel:
             if reply is None:
                 return _unknown("no response to the query")
             return self._query_result(order, reply)
+
+        return await self._with_retries(attempt, order.reference)
+
+    async def cancel(self, order: TransferOrder) -> ChannelResult:
+        """撤销转账 (only before the payee confirmed): CANCELED when WeChat accepted it."""
+        path = mapping.cancel_path(order.reference)
+
+        async def attempt() -> ChannelResult:
+            reply = await self._exchange("POST", path, b"", order.reference)
+            if reply is None:
+                return _unknown("no response to the cancel")
+            if 200 <= reply.status < 300:
+                if not reply.verified:
+                    return self._unverified(order, reply)
+                if not isinstance(reply.payload, Mapping):
+                    return _unknown("cancel answer is not a JSON object")
+                return self._bill_result(reply.payload)
+            code, message = mapping.error_fields(reply.payload)
+            if reply.status == 429 or code == "FREQUENCY_LIMITED":
+                raise RetryableBeforeAcceptance(code or f"HTTP {reply.status}")
+            # Refused (e.g. already confirmed) or unknown: the caller asks query().
+            return ChannelResult(
+                outcome=Outcome.PROCESSING,
+                failure_code=code,
+                failure_message=message,
+                raw_status=f"HTTP {reply.status}",
+            )
 
         return await self._with_retries(attempt, order.reference)
 
@@ -283,7 +314,7 @@ class WechatChannel:
                 return _unknown("transfer answer is not a JSON object")
             if not self._same_bill(order, reply.payload):
                 return _unknown("transfer answer names another out_bill_no")
-            return mapping.result_from_bill(reply.payload)
+            return self._bill_result(reply.payload)
         code, message = mapping.error_fields(reply.payload)
         disposition = mapping.classify_send_error(reply.status, code, message)
         if disposition is mapping.ErrorDisposition.RETRY:
@@ -303,7 +334,7 @@ class WechatChannel:
                 return _unknown("query answer is not a JSON object")
             if not self._same_bill(order, reply.payload):
                 return _unknown("query answer names another out_bill_no")
-            return mapping.result_from_bill(reply.payload)
+            return self._bill_result(reply.payload)
         code, message = mapping.error_fields(reply.payload)
         disposition = mapping.classify_query_error(reply.status, code)
         if disposition is mapping.ErrorDisposition.RETRY:
@@ -312,6 +343,14 @@ class WechatChannel:
             return self._unverified(order, reply)
         return mapping.result_from_error(
             disposition, status=reply.status, code=code, message=message, raw=_raw(reply)
+        )
+
+    def _bill_result(self, payload: Mapping[str, Any]) -> ChannelResult:
+        return mapping.result_from_bill(
+            payload,
+            mchid=self.settings.mchid,
+            appid=self.settings.appid,
+            confirmation_expiry_seconds=self.settings.confirmation_expiry_seconds,
         )
 
     def _same_bill(self, order: TransferOrder, payload: Mapping[str, Any]) -> bool:

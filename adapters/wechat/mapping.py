@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from paymux.channels.base import (
@@ -37,21 +38,32 @@ SCENE_REPORT_INFO_TYPES: Mapping[str, tuple[str, ...]] = {
     "1005": ("岗位类型", "报酬说明"),  # 佣金报酬
 }
 
+CONFIRMATION_TYPE = "wechat_user_confirmation"
+# GUESS: WeChat closes a bill the payee has not confirmed after 24 hours.
+DEFAULT_CONFIRMATION_EXPIRY_SECONDS = 24 * 3600
+
 STATE_OUTCOMES: Mapping[str, Outcome] = {
     "SUCCESS": Outcome.SUCCEEDED,
     "FAIL": Outcome.FAILED,
-    "CANCELLED": Outcome.FAILED,
+    "CANCELLED": Outcome.CANCELED,
+    # The cancel was accepted: the payee can no longer confirm and WeChat returns the
+    # money to the merchant account (CANCELLED follows).
+    "CANCELING": Outcome.CANCELED,
     "ACCEPTED": Outcome.PROCESSING,
     "PROCESSING": Outcome.PROCESSING,
-    "WAIT_USER_CONFIRM": Outcome.PROCESSING,
+    "WAIT_USER_CONFIRM": Outcome.REQUIRES_CONFIRMATION,
     "TRANSFERING": Outcome.PROCESSING,
-    "CANCELING": Outcome.PROCESSING,
 }
 TERMINAL_STATES = frozenset({"SUCCESS", "FAIL", "CANCELLED"})
 
 
 def query_path(out_bill_no: str) -> str:
     return QUERY_PATH_PREFIX + out_bill_no
+
+
+def cancel_path(out_bill_no: str) -> str:
+    """撤销转账: ``POST …/transfer-bills/out-bill-no/{out_bill_no}/cancel`` (no body)."""
+    return QUERY_PATH_PREFIX + out_bill_no + "/cancel"
 
 
 # --- request ------------------------------------------------------------------------------
@@ -128,11 +140,31 @@ def outcome_for_state(state: str | None) -> Outcome:
     return STATE_OUTCOMES.get(state, Outcome.PROCESSING)
 
 
-def result_from_bill(body: Mapping[str, Any]) -> ChannelResult:
-    """A 200 transfer or query body as a ChannelResult."""
+def result_from_bill(
+    body: Mapping[str, Any],
+    *,
+    mchid: str | None = None,
+    appid: str | None = None,
+    confirmation_expiry_seconds: float = DEFAULT_CONFIRMATION_EXPIRY_SECONDS,
+) -> ChannelResult:
+    """A 200 transfer, query or cancel body as a ChannelResult.
+
+    WAIT_USER_CONFIRM with a ``package_info`` becomes a ``next_action`` the merchant's page
+    passes to ``wx.requestMerchantTransfer`` (mchId, appId, package).
+    """
     state = _str_or_none(body.get("state"))
     outcome = outcome_for_state(state)
     fail_reason = _str_or_none(body.get("fail_reason"))
+    next_action: dict[str, Any] | None = None
+    package_info = _str_or_none(body.get("package_info"))
+    if outcome is Outcome.REQUIRES_CONFIRMATION and package_info and mchid and appid:
+        next_action = {
+            "type": CONFIRMATION_TYPE,
+            "wechat": {"mch_id": mchid, "app_id": appid, "package_info": package_info},
+            "expires_at": confirmation_deadline(
+                _str_or_none(body.get("create_time")), confirmation_expiry_seconds
+            ),
+        }
     return ChannelResult(
         outcome=outcome,
         channel_order_id=_str_or_none(body.get("transfer_bill_no")),
@@ -140,7 +172,22 @@ def result_from_bill(body: Mapping[str, Any]) -> ChannelResult:
         failure_message=fail_reason if outcome is Outcome.FAILED else None,
         raw_status=state,
         raw=dict(body),
+        next_action=next_action,
     )
+
+
+def confirmation_deadline(create_time: str | None, expiry_seconds: float) -> str | None:
+    """When an unconfirmed bill created at ``create_time`` closes, as UTC ISO 8601."""
+    if create_time is None:
+        return None
+    try:
+        created = datetime.fromisoformat(create_time)
+    except ValueError:
+        return None
+    if created.tzinfo is None:
+        return None
+    deadline = created.astimezone(UTC) + timedelta(seconds=expiry_seconds)
+    return deadline.isoformat().replace("+00:00", "Z")
 
 
 class ErrorDisposition(enum.StrEnum):

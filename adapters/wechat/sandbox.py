@@ -10,6 +10,16 @@ Payee openids choose deterministic behaviours (:mod:`paymux.channels.sandbox_rul
 WeChat has no bounce state, so ``return`` is modelled as SUCCESS followed, after
 ``delay_seconds``, by FAIL (fail_reason ``OTHER_FAIL_REASON_TYPE``) and a second callback.
 
+User confirmation (the upgraded API's 用户确认模式): with ``--confirmation required`` (the
+default, as on the real channel) a bill that is not refused outright answers
+``WAIT_USER_CONFIRM`` with a ``package_info``; the payee's tap is played by
+``POST /__sandbox/transfer-bills/{out_bill_no}/confirm`` (then the openid's behaviour runs)
+or ``…/reject`` (FAIL). ``--confirmation preauthorized`` models 免确认收款授权: no step. An
+openid containing ``confirm`` or ``preauth`` forces one mode whatever the flag says. A bill
+left unconfirmed for ``--confirmation-expiry-seconds`` is closed (FAIL ``OVERDUE_CLOSE``);
+``POST /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}/cancel`` cancels
+it before confirmation (CANCELING, then CANCELLED with its callback).
+
 Run: ``python -m paymux_wechat.sandbox --port 8002 --data-dir var/sandbox/wechat``.
 """
 
@@ -61,6 +71,13 @@ WECHAT_NOTIFY_SCHEDULE: tuple[float, ...] = (
 )  # fmt: skip
 FAIL_REASON_PAYEE = "PAYEE_ACCOUNT_ABNORMAL"
 FAIL_REASON_RETURN = "OTHER_FAIL_REASON_TYPE"
+# GUESS: WeChat closes a bill left unconfirmed for 24 h; we model it as FAIL OVERDUE_CLOSE
+# (the documented fail_reason "转账关闭").
+FAIL_REASON_EXPIRED = "OVERDUE_CLOSE"
+FAIL_REASON_REJECTED = "USER_REJECTED"  # GUESS: WeChat documents no reason for a refusal
+CONFIRMATION_EXPIRY_SECONDS = 24 * 3600.0  # GUESS: see FAIL_REASON_EXPIRED
+CONFIRMATION_MODES = ("required", "preauthorized")
+NOT_CANCELABLE_MESSAGE = "当前转账单状态不支持撤销"  # GUESS: wording of the refusal
 DUPLICATE_MESSAGE = "商户单号(out_bill_no)重复，且与原转账单的请求参数不一致"
 RESOURCE_ORIGINAL_TYPE = "mch_payment"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -86,6 +103,18 @@ class SandboxConfig:
     tamper_response_signature: bool = False
     tamper_notification_signature: bool = False
     wrong_apiv3_key_for_notifications: bool = False
+    confirmation: str = "required"  # or "preauthorized" (免确认收款授权)
+    confirmation_expiry_seconds: float = CONFIRMATION_EXPIRY_SECONDS
+
+
+def needs_confirmation(openid: str, mode: str) -> bool:
+    """Whether a bill to ``openid`` waits for the payee: the openid's keyword wins."""
+    lowered = openid.lower()
+    if "preauth" in lowered:
+        return False
+    if "confirm" in lowered:
+        return True
+    return mode != "preauthorized"
 
 
 @dataclass
@@ -113,6 +142,7 @@ class Bill:
     create_time: str
     update_time: str
     fail_reason: str | None = None
+    package_info: str | None = None  # while WAIT_USER_CONFIRM
     notifications_sent: int = 0
     notification_acked: bool = False
     event: _Event | None = None
@@ -127,6 +157,8 @@ class Bill:
         }
         if self.fail_reason:
             answer["fail_reason"] = self.fail_reason
+        if self.state == "WAIT_USER_CONFIRM" and self.package_info:
+            answer["package_info"] = self.package_info
         return answer
 
     def query_answer(self, mchid: str) -> dict[str, Any]:
@@ -152,6 +184,7 @@ class Bill:
             "transfer_bill_no": self.transfer_bill_no,
             "state": self.state,
             "fail_reason": self.fail_reason,
+            "package_info": self.package_info,
             "transfer_amount": self.transfer_amount,
             "openid": self.openid,
             "notify_url": self.notify_url,
@@ -245,6 +278,30 @@ class SandboxState:
             self.set_state(bill, state, fail_reason)
 
         self.spawn(later())
+
+    def pay(self, bill: Bill) -> None:
+        """Move the money as the openid's behaviour says (after confirmation, if any)."""
+        delay = self.config.delay_seconds
+        if bill.behaviour is Behaviour.DELAY:
+            if bill.package_info:  # confirmed: the money is on its way
+                self.set_state(bill, "TRANSFERING")
+            self.schedule(min(0.1, delay / 2), bill, "PROCESSING")
+            self.schedule(delay, bill, "SUCCESS")
+        else:
+            self.set_state(bill, "SUCCESS")
+            if bill.behaviour is Behaviour.RETURN:
+                self.schedule(delay, bill, "FAIL", FAIL_REASON_RETURN)
+
+    def await_confirmation(self, bill: Bill) -> None:
+        bill.package_info = _package_info()
+        self.set_state(bill, "WAIT_USER_CONFIRM")
+
+        async def expire() -> None:
+            await asyncio.sleep(self.config.confirmation_expiry_seconds)
+            if bill.state == "WAIT_USER_CONFIRM":
+                self.set_state(bill, "FAIL", FAIL_REASON_EXPIRED)
+
+        self.spawn(expire())
 
     async def deliver(self, bill: Bill, event: _Event) -> None:
         for wait in (0.0, *self.config.notify_schedule):
@@ -398,16 +455,12 @@ async def _create_bill(request: web.Request) -> web.StreamResponse:
         update_time=now,
     )
     state.bills[out_bill_no] = bill
-    delay = state.config.delay_seconds
     if behaviour is Behaviour.FAIL:
         state.set_state(bill, "FAIL", FAIL_REASON_PAYEE)
-    elif behaviour is Behaviour.DELAY:
-        state.schedule(min(0.1, delay / 2), bill, "PROCESSING")
-        state.schedule(delay, bill, "SUCCESS")
+    elif needs_confirmation(bill.openid, state.config.confirmation):
+        state.await_confirmation(bill)
     else:
-        state.set_state(bill, "SUCCESS")
-        if behaviour is Behaviour.RETURN:
-            state.schedule(delay, bill, "FAIL", FAIL_REASON_RETURN)
+        state.pay(bill)
     if behaviour is Behaviour.ERROR:
         return state.error(500, "SYSTEM_ERROR", "系统错误，请稍后重试")
     answer = bill.transfer_answer()
@@ -431,6 +484,45 @@ async def _query_by_transfer_bill_no(request: web.Request) -> web.StreamResponse
         if bill.transfer_bill_no == wanted:
             return state.signed(200, bill.query_answer(state.config.mchid))
     return state.error(404, "NOT_FOUND", "记录不存在")
+
+
+async def _cancel_bill(request: web.Request) -> web.StreamResponse:
+    """撤销转账: only before the payee confirmed; CANCELING now, CANCELLED shortly after."""
+    state = request.app[STATE_KEY]
+    bill = state.bills.get(request.match_info["out_bill_no"])
+    if bill is None:
+        return state.error(404, "NOT_FOUND", "记录不存在")
+    if bill.state == "WAIT_USER_CONFIRM":
+        state.set_state(bill, "CANCELING")
+        state.schedule(min(0.2, state.config.delay_seconds), bill, "CANCELLED")
+    elif bill.state not in ("CANCELING", "CANCELLED"):  # GUESS: a repeat answers the state
+        return state.error(400, "INVALID_REQUEST", NOT_CANCELABLE_MESSAGE)
+    return state.signed(
+        200,
+        {
+            "out_bill_no": bill.out_bill_no,
+            "transfer_bill_no": bill.transfer_bill_no,
+            "state": bill.state,
+            "update_time": bill.update_time,
+        },
+    )
+
+
+async def _payee_decides(request: web.Request) -> web.StreamResponse:
+    """The payee's tap in WeChat: ``confirm`` pays as the openid says, ``reject`` fails."""
+    state = request.app[STATE_KEY]
+    bill = state.bills.get(request.match_info["out_bill_no"])
+    if bill is None:
+        return web.json_response({"code": "NOT_FOUND"}, status=404)
+    if bill.state != "WAIT_USER_CONFIRM":
+        return web.json_response(
+            {"code": "NOT_WAITING_FOR_CONFIRMATION", **bill.summary()}, status=409
+        )
+    if request.match_info["decision"] == "confirm":
+        state.pay(bill)
+    else:
+        state.set_state(bill, "FAIL", FAIL_REASON_REJECTED)
+    return web.json_response(bill.summary())
 
 
 def _validate_transfer(state: SandboxState, request: web.Request, raw: bytes) -> dict[str, Any]:
@@ -538,7 +630,7 @@ async def _renotify(request: web.Request) -> web.StreamResponse:
     return web.json_response({"acked": acked, **bill.summary()})
 
 
-_CONFIG_FLOATS = ("fault_rate", "delay_seconds", "hang_seconds")
+_CONFIG_FLOATS = ("fault_rate", "delay_seconds", "hang_seconds", "confirmation_expiry_seconds")
 _CONFIG_FLAGS = (
     "tamper_response_signature",
     "tamper_notification_signature",
@@ -568,6 +660,8 @@ async def _update_config(request: web.Request) -> web.StreamResponse:
             setattr(config, name, max(0.0, float(value)))
         elif name in _CONFIG_FLAGS and isinstance(value, bool):
             setattr(config, name, value)
+        elif name == "confirmation" and value in CONFIRMATION_MODES:
+            config.confirmation = value
         else:
             return web.json_response(
                 {"code": "PARAM_ERROR", "message": f"unsupported setting {name}"}, status=400
@@ -592,6 +686,8 @@ def _public_config(state: SandboxState) -> dict[str, Any]:
         "delay_seconds": config.delay_seconds,
         "hang_seconds": config.hang_seconds,
         "notify_schedule": list(config.notify_schedule),
+        "confirmation": config.confirmation,
+        "confirmation_expiry_seconds": config.confirmation_expiry_seconds,
         **{flag: getattr(config, flag) for flag in _CONFIG_FLAGS},
     }
 
@@ -611,6 +707,10 @@ def build_app(config: SandboxConfig) -> web.Application:
     app.router.add_get(
         "/v3/fund-app/mch-transfer/transfer-bills/transfer-bill-no/{transfer_bill_no}",
         _query_by_transfer_bill_no,
+    )
+    app.router.add_post(mapping.cancel_path("{out_bill_no}"), _cancel_bill)
+    app.router.add_post(
+        "/__sandbox/transfer-bills/{out_bill_no}/{decision:confirm|reject}", _payee_decides
     )
     app.router.add_get("/__sandbox/orders", _list_orders)
     app.router.add_get("/__sandbox/orders/{out_bill_no}", _get_order)
@@ -667,6 +767,18 @@ def main(argv: list[str] | None = None) -> None:
         help='seconds between callback resends, e.g. "0.5,1,2" (default: WeChat\'s)',
     )
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--confirmation",
+        choices=CONFIRMATION_MODES,
+        default="required",
+        help="required: payees confirm in WeChat (WAIT_USER_CONFIRM); preauthorized: no step",
+    )
+    parser.add_argument(
+        "--confirmation-expiry-seconds",
+        type=float,
+        default=CONFIRMATION_EXPIRY_SECONDS,
+        help="how long an unconfirmed bill lives before it is closed (default 24 h)",
+    )
     args = parser.parse_args(argv)
     config = SandboxConfig(
         host=args.host,
@@ -680,6 +792,8 @@ def main(argv: list[str] | None = None) -> None:
         hang_seconds=args.hang_seconds,
         notify_schedule=args.notify_schedule,
         seed=args.seed,
+        confirmation=args.confirmation,
+        confirmation_expiry_seconds=args.confirmation_expiry_seconds,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app = build_app(config)
@@ -708,6 +822,11 @@ def _now_text() -> str:
 
 def _uuid() -> str:
     return secrets.token_hex(16)
+
+
+def _package_info() -> str:
+    """An opaque token like WeChat's, for wx.requestMerchantTransfer's ``package``."""
+    return "ABBQO+oYAAABAAAAAAB" + secrets.token_urlsafe(48)
 
 
 if __name__ == "__main__":

@@ -282,6 +282,14 @@ curl -s {url}/v1/transfers \\
   -d '{{"amount": 1234, "currency": "CNY", "description": "first transfer",
        "payee": {{"type": "alipay_account", "account": "alice@example.com", "name": "Alice"}}}}'
 
+A WeChat transfer waits for its payee's confirmation (status requires_confirmation, as on
+the real channel). Send one to the openid "o_demo_user", then play the payee's tap with the
+transfer's channel_reference (its out_bill_no):
+
+curl -s -X POST {stack.sandbox_url("wechat")}/__sandbox/transfer-bills/<channel_reference>/confirm
+
+(…/reject refuses it; POST {url}/v1/transfers/<id>/cancel cancels it first.)
+
 Press Ctrl-C to stop everything.
 """,
         flush=True,

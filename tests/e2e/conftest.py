@@ -26,6 +26,10 @@ FAST_SANDBOX = [
     "0.3,0.5,1,1,2,2",
 ]
 
+# Payees confirm only when their openid says so ("confirm"): the other tests expect WeChat
+# transfers to complete on their own, as in the pre-authorised mode (免确认收款授权).
+FAST_WECHAT_SANDBOX = [*FAST_SANDBOX, "--confirmation", "preauthorized"]
+
 
 def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
     env = {
@@ -52,7 +56,7 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
         redis_url=redis_url,
         gateway_port=free_port(),
         sandbox_ports={"alipay": free_port(), "wechat": free_port()},
-        sandbox_args={"alipay": FAST_SANDBOX, "wechat": FAST_SANDBOX},
+        sandbox_args={"alipay": FAST_SANDBOX, "wechat": FAST_WECHAT_SANDBOX},
         gateway_env=env,
         channel_overrides={"alipay": dict(timeouts), "wechat": dict(timeouts)},
         admin_key="ak_test_" + uuid.uuid4().hex,

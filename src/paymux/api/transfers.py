@@ -84,6 +84,29 @@ async def quote_transfer(
     )
 
 
+@router.post(
+    "/{transfer_id}/cancel",
+    summary="Cancel a transfer waiting for the payee's confirmation (Idempotency-Key optional)",
+    responses={409: {"description": "transfer_not_cancelable, with transfer_status"}},
+)
+async def cancel_transfer(
+    transfer_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+) -> Response:
+    gw = gateway(request)
+    merchant_id = caller.merchant_id
+    assert merchant_id is not None
+
+    async def handler(_fp: str) -> tuple[int, dict[str, Any], bool]:
+        row = await svc.cancel_transfer(gw, merchant_id, transfer_id)
+        return 200, transfer_view(row), False
+
+    if request.headers.get("idempotency-key") is None:
+        status, body, _ = await handler("")
+        return json_response(status, body)
+    key = idempotency_key(request)
+    return await run_idempotent(gw, merchant_id, key, {"cancel": transfer_id}, handler)
+
+
 @router.get("/{transfer_id}", summary="Retrieve a transfer")
 async def get_transfer(
     transfer_id: str,

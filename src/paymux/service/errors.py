@@ -46,3 +46,7 @@ class InvalidRequest(ServiceError):
 
 class Conflict(ServiceError):
     status, code, title = 409, "conflict", "Conflict"
+
+
+class TransferNotCancelable(ServiceError):
+    status, code, title = 409, "transfer_not_cancelable", "Transfer cannot be canceled"

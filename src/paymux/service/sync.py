@@ -1,6 +1,7 @@
 """Resolves transfers whose outcome we did not see, and recovers ones a crash left pending.
 
-``processing`` transfers are queried at their ``next_sync_at`` with exponential backoff.
+``processing`` and ``requires_confirmation`` transfers are queried at their
+``next_sync_at`` with exponential backoff (a payee may take hours to confirm).
 ``pending`` transfers older than the recovery age (all of them at start-up) were written but
 perhaps never sent: they are sent again under the same channel reference, which the channel
 dedupes. A row is claimed by moving its ``next_sync_at`` forward with a conditional UPDATE,
@@ -43,7 +44,15 @@ async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[dic
         select(transfers)
         .where(
             or_(
-                and_(t.status == TransferStatus.processing.value, t.next_sync_at <= now),
+                and_(
+                    t.status.in_(
+                        (
+                            TransferStatus.processing.value,
+                            TransferStatus.requires_confirmation.value,
+                        )
+                    ),
+                    t.next_sync_at <= now,
+                ),
                 and_(
                     t.status == TransferStatus.pending.value,
                     t.created_at <= pending_cutoff,

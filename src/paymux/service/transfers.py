@@ -21,7 +21,14 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from paymux import metrics, request_context, tracing
-from paymux.channels.base import Channel, ChannelResult, Outcome, PayeeType, TransferOrder
+from paymux.channels.base import (
+    Cancellable,
+    Channel,
+    ChannelResult,
+    Outcome,
+    PayeeType,
+    TransferOrder,
+)
 from paymux.domain.failures import FailureCode, describe, unify
 from paymux.domain.fees import FeeQuote
 from paymux.domain.ids import channel_reference, new_id
@@ -41,6 +48,7 @@ from paymux.service.errors import (
     InsufficientFundsError,
     NotFound,
     RoutingFailed,
+    TransferNotCancelable,
 )
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
@@ -383,6 +391,53 @@ def _failure_fields(
         "channel_failure_code": raw_code[:64] if raw_code else None,
         "channel_failure_message": (result.failure_message or "")[:256] or None,
     }
+
+
+async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> dict[str, Any]:
+    """Cancel a transfer waiting for its payee's confirmation; idempotent.
+
+    The channel decides: the transfer becomes ``canceled`` only when the channel accepted
+    the cancellation, so a cancel racing the payee's confirmation ends exactly one way.
+    When the channel refuses (the payee confirmed first), its current state is applied and
+    the answer is 409 ``transfer_not_cancelable``.
+    """
+    row = await get_transfer(gw, transfer_id, merchant_id)
+    status = TransferStatus(row["status"])
+    if status is TransferStatus.canceled:
+        return row
+    channel = gw.channels.get(row["channel"])
+    if status is not TransferStatus.requires_confirmation or not isinstance(channel, Cancellable):
+        raise _not_cancelable(row)
+    order = order_for(gw, row)
+    metrics.channel_calls.labels(row["channel"], "cancel").inc()
+    try:
+        async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
+            result = await channel.cancel(order)
+    except Exception:
+        log.exception("cancel of %s failed", order.reference)
+        result = ChannelResult(Outcome.PROCESSING, raw_status="paymux_cancel_error")
+    if result.outcome is Outcome.CANCELED:
+        row = await apply_result(gw, transfer_id, result, source="cancel")
+    else:
+        # Refused or unseen: the channel's current state tells which way it went.
+        try:
+            async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
+                state = await channel.query(order)
+        except Exception:
+            log.exception("query after refused cancel of %s failed", order.reference)
+            state = ChannelResult(Outcome.PROCESSING)
+        row = await apply_result(gw, transfer_id, state, source="cancel query")
+    if row["status"] != TransferStatus.canceled.value:
+        raise _not_cancelable(row)
+    return row
+
+
+def _not_cancelable(row: dict[str, Any]) -> TransferNotCancelable:
+    return TransferNotCancelable(
+        f"transfer {row['id']} is {row['status']}: only a transfer waiting for its payee's "
+        "confirmation (or a batch item not yet sent) can be canceled",
+        transfer_status=row["status"],
+    )
 
 
 def _locked_row(conn: Connection, transfer_id: str) -> dict[str, Any]:

@@ -91,12 +91,12 @@ def test_user_name_only_from_30_fen() -> None:
     [
         ("SUCCESS", Outcome.SUCCEEDED),
         ("FAIL", Outcome.FAILED),
-        ("CANCELLED", Outcome.FAILED),
+        ("CANCELLED", Outcome.CANCELED),
         ("ACCEPTED", Outcome.PROCESSING),
         ("PROCESSING", Outcome.PROCESSING),
-        ("WAIT_USER_CONFIRM", Outcome.PROCESSING),
+        ("WAIT_USER_CONFIRM", Outcome.REQUIRES_CONFIRMATION),
         ("TRANSFERING", Outcome.PROCESSING),
-        ("CANCELING", Outcome.PROCESSING),
+        ("CANCELING", Outcome.CANCELED),  # the cancel was accepted
         ("SOMETHING_NEW", Outcome.PROCESSING),
     ],
 )
@@ -208,3 +208,35 @@ def test_notification_from_resource() -> None:
 def test_malformed_resources(resource: dict[str, object]) -> None:
     with pytest.raises(MalformedNotification):
         mapping.notification_from_resource({"id": "x"}, resource)
+
+
+def test_wait_user_confirm_becomes_next_action() -> None:
+    result = mapping.result_from_bill(
+        {
+            "out_bill_no": "PMX0001",
+            "transfer_bill_no": "1330",
+            "state": "WAIT_USER_CONFIRM",
+            "create_time": "2025-01-01T08:00:00+08:00",
+            "package_info": "ABBQO+oYAAABAAAAAAB",
+        },
+        mchid="1900000001",
+        appid="wx0001",
+        confirmation_expiry_seconds=3600,
+    )
+    assert result.outcome is Outcome.REQUIRES_CONFIRMATION
+    assert result.next_action == {
+        "type": "wechat_user_confirmation",
+        "wechat": {
+            "mch_id": "1900000001",
+            "app_id": "wx0001",
+            "package_info": "ABBQO+oYAAABAAAAAAB",
+        },
+        "expires_at": "2025-01-01T01:00:00Z",
+    }
+
+
+def test_cancel_path() -> None:
+    assert (
+        mapping.cancel_path("PMX0001")
+        == "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/PMX0001/cancel"
+    )

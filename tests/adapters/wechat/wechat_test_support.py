@@ -83,6 +83,9 @@ def fast_config(data_dir: Path, **overrides: Any) -> SandboxConfig:
         "notify_schedule": (0.1, 0.1, 0.1, 0.1),
         "notify_timeout_seconds": 1.0,
         "seed": 7,
+        # Existing tests expect bills to complete on their own; confirmation tests pass
+        # confirmation="required" (or use a "confirm" openid).
+        "confirmation": "preauthorized",
     }
     values.update(overrides)
     return SandboxConfig(**values)
