@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # A pending transfer older than this is taken as orphaned by a crash and resent.
     pending_recovery_age_seconds: float = 60.0
 
+    # Batch payouts: per-channel bounds on the background worker (real channels cap QPS).
+    batch_enabled: bool = True
+    batch_interval_seconds: float = 0.5
+    batch_claim_seconds: float = 60.0
+    batch_default_concurrency: int = 8
+    batch_concurrency: dict[str, int] = Field(default_factory=dict)
+    batch_default_rate_per_second: float = 50.0
+    batch_rate_per_second: dict[str, float] = Field(default_factory=dict)
+
     business_timezone: str = "Asia/Shanghai"
 
     webhook_allow_http: bool = False

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from paymux import __version__
 from paymux.api import balances, callbacks, internal, merchants, ops, problems, transfers
 from paymux.service.access import Authenticator, gw_gate
+from paymux.service.batches import run_batch_loop
 from paymux.service.bootstrap import build_gateway, close_gateway
 from paymux.service.gateway import Gateway
 from paymux.service.sync import run_sync_loop
@@ -31,6 +32,8 @@ def background_loops(settings: Settings) -> list[Loop]:
         loops.append(run_sync_loop)
     if settings.webhook_workers_enabled:
         loops += [run_relay, run_delivery_worker]
+    if settings.batch_enabled:
+        loops.append(run_batch_loop)
     return loops
 
 
@@ -84,4 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(access.router)
     app.add_middleware(ratelimit_headers.RateLimitHeaders)
+    from paymux.api import batches  # noqa: PLC0415 - own line, as reports
+
+    app.include_router(batches.router)
     return app

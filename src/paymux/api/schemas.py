@@ -72,3 +72,17 @@ class FeeRuleCreate(Strict):
     minimum: Annotated[StrictInt, Field(ge=0)] = 0
     maximum: Annotated[StrictInt, Field(ge=0)] | None = None
     effective_at: datetime | None = None  # default: now
+
+
+Reference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class BatchItemCreate(TransferCreate):
+    """One transfer of a batch; ``reference`` is its idempotency key within the merchant."""
+
+    reference: Reference
+
+
+class TransferBatchCreate(Strict):
+    items: list[BatchItemCreate] = Field(min_length=1, max_length=1000)
+    all_or_nothing: bool = False

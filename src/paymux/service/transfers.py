@@ -52,8 +52,8 @@ from paymux.service.errors import (
 )
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
+from paymux.store import batch_repo, pending_pg
 from paymux.store import ledger_repo as ledger
-from paymux.store import pending_pg
 from paymux.store.fastexec import Prepared
 from paymux.store.sealed import payee_account_index
 from paymux.store.tables import transfers
@@ -216,6 +216,17 @@ async def create_transfer(
     return Created(
         await apply_result(gw, transfer_id, result, source="send", known=row), replayed=False
     )
+
+
+def insert_pending(conn: Connection, row: dict[str, Any], *, now: datetime) -> None:
+    """A pending transfer and its hold, in the caller's transaction (batch acceptance).
+
+    Raises InsufficientFunds (the caller's transaction then rolls back) when the merchant's
+    available balance cannot cover it.
+    """
+    hold = hold_entry(row["merchant_id"], row["amount"], row["fee"], row["currency"])
+    _INSERT_TRANSFER.run(conn, row)
+    ledger.post(conn, hold, now=now, merchant_id=row["merchant_id"], transfer_id=row["id"])
 
 
 async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> ChannelResult:
@@ -405,6 +416,8 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
     status = TransferStatus(row["status"])
     if status is TransferStatus.canceled:
         return row
+    if status is TransferStatus.pending:
+        return await _cancel_unsent(gw, row)
     channel = gw.channels.get(row["channel"])
     if status is not TransferStatus.requires_confirmation or not isinstance(channel, Cancellable):
         raise _not_cancelable(row)
@@ -430,6 +443,27 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
     if row["status"] != TransferStatus.canceled.value:
         raise _not_cancelable(row)
     return row
+
+
+async def _cancel_unsent(gw: Gateway, row: dict[str, Any]) -> dict[str, Any]:
+    """A batch item's transfer still queued (never handed to a channel): cancel it and its
+    item in one transaction; a worker that claimed the item first wins."""
+    now = gw.clock()
+    transfer_id = row["id"]
+
+    def cancel(conn: Connection) -> dict[str, Any] | None:
+        if not batch_repo.cancel_queued_item(conn, transfer_id):
+            return None
+        locked = _locked_row(conn, transfer_id)
+        if not _move(gw, conn, locked, ChannelResult(Outcome.CANCELED), now=now, source="cancel"):
+            raise RuntimeError(f"transfer {transfer_id} queued but not pending")
+        return locked
+
+    canceled = await gw.db.run_write(cancel)
+    if canceled is None:
+        raise _not_cancelable(row)
+    gw.outbox.notify_committed()
+    return canceled
 
 
 def _not_cancelable(row: dict[str, Any]) -> TransferNotCancelable:

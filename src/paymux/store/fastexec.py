@@ -11,12 +11,14 @@ microseconds), so rows written either way read back and compare identically.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import UpdateBase
 
 from paymux.store.sealed import SealedText
@@ -66,7 +68,12 @@ class Prepared:
         if conn.dialect.name != "sqlite":
             return int(conn.execute(self.stmt, dict(params)).rowcount)
         _count(conn)
-        cursor = conn.connection.driver_connection.execute(self.sql, self._row(params))  # type: ignore[union-attr]
+        try:
+            cursor = conn.connection.driver_connection.execute(self.sql, self._row(params))  # type: ignore[union-attr]
+        except sqlite3.IntegrityError as exc:
+            # Callers catch SQLAlchemy's IntegrityError (a racing duplicate key), as on
+            # PostgreSQL; the raw driver error would escape them.
+            raise IntegrityError(self.sql, None, exc) from exc
         return int(cursor.rowcount)
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
