@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, any_caller, gateway, merchant_caller
+from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
 from paymux.api.bodies import body_schema, validate
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
 from paymux.api.pagination import Cursor, Limit, page
@@ -128,7 +128,7 @@ def _new_item(item: Any) -> svc.NewItem:
 )
 async def create_batch(
     request: Request,
-    caller: Caller = Depends(merchant_caller),
+    caller: Caller = Depends(merchant_scope("transfers:write", money_moving=True)),
     all_or_nothing: bool = Query(False, description="CSV bodies only (JSON: in the body)"),
 ) -> Response:
     gw = gateway(request)
@@ -176,7 +176,9 @@ def parse_json_batch(raw: bytes) -> Any:
 
 @router.get("/{batch_id}", summary="Retrieve a batch: counts per status, totals, fees")
 async def get_batch(
-    batch_id: str, request: Request, caller: Caller = Depends(any_caller)
+    batch_id: str,
+    request: Request,
+    caller: Caller = Depends(merchant_or_operator("transfers:read")),
 ) -> Response:
     view = await svc.get_batch(gateway(request), batch_id, caller.merchant_id)
     return json_response(200, view)
@@ -186,7 +188,7 @@ async def get_batch(
 async def list_batch_items(
     batch_id: str,
     request: Request,
-    caller: Caller = Depends(any_caller),
+    caller: Caller = Depends(merchant_or_operator("transfers:read")),
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:

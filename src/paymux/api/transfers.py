@@ -90,7 +90,9 @@ async def quote_transfer(
     responses={409: {"description": "transfer_not_cancelable, with transfer_status"}},
 )
 async def cancel_transfer(
-    transfer_id: str, request: Request, caller: Caller = Depends(merchant_caller)
+    transfer_id: str,
+    request: Request,
+    caller: Caller = Depends(merchant_scope("transfers:write", money_moving=True)),
 ) -> Response:
     gw = gateway(request)
     merchant_id = caller.merchant_id

@@ -52,6 +52,7 @@ from paymux.service.errors import (
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso, transfer_view
 from paymux.store import batch_repo as repo
+from paymux.store.sealed import payee_account_index
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ def _parked_row(
         "payee_type": req.payee_type,
         "payee_account": req.payee_account,
         "payee_name": req.payee_name,
+        "payee_account_hmac": payee_account_index(req.payee_account),
         "channel": channel,
         "channel_reference": channel_reference(transfer_id),
         "channel_order_id": None,

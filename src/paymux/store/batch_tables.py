@@ -11,10 +11,10 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
 
+from paymux.store.sealed import SealedText
 from paymux.store.tables import UTCDateTime, metadata
 
 transfer_batches = Table(
@@ -45,7 +45,8 @@ transfer_batch_items = Table(
     Column("channel", String(32), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("body", Text, nullable=False),  # the item's transfer body (JSON)
+    # The item's transfer body (JSON): it names the payee, so it is sealed at rest.
+    Column("body", SealedText("transfer_batch_items.body"), nullable=False),
     # queued | dispatching | submitted | failed | canceled (domain.batches.ItemState)
     Column("state", String(16), nullable=False),
     Column("transfer_id", String(40), nullable=True),
