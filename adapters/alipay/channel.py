@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +31,7 @@ from paymux.channels.base import (
     Notification,
     Outcome,
     PayeeType,
+    StatementLine,
     TransferOrder,
 )
 from paymux.channels.errors import RetryableBeforeAcceptance
@@ -58,6 +59,8 @@ from .signing import (
     verify_notification,
     verify_response,
 )
+from .statement_download import download_bill
+from .statements import iter_bill
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,25 @@ class AlipayChannel:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # --- statements (optional capability, see paymux.channels.base.StatementSource) -----
+
+    async def download_statement(self, bill_date: str, dest_dir: Path) -> Path:
+        return await download_bill(self, bill_date, dest_dir)
+
+    def iter_statement(self, path: Path) -> Iterator[StatementLine]:
+        return iter_bill(path)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._client
+
+    async def call_api(
+        self, method: str, biz: Mapping[str, Any], reference: str
+    ) -> dict[str, Any] | str:
+        """A signed gateway call: the verified response node, or why it was not seen."""
+        answer = await self._call(method, biz, reference, None)
+        return answer.reason if isinstance(answer, _Unseen) else answer
 
     # --- gateway calls -----------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from .sandbox_orders import (
     transfer_node,
     transfer_problem,
 )
+from .sandbox_statements import AlipayStatements, install_routes
 from .signing import (
     load_private_key_file,
     load_public_key_file,
@@ -59,6 +60,7 @@ from .signing import (
     sign_notification,
     verify_params,
 )
+from .statements import METHOD_BILL_URL
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,10 @@ class AlipaySandbox:
             METHOD_TRANSFER: self._transfer,
             METHOD_QUERY: self._query,
         }
+        # Orders persist on disk; statements and drift controls live in their own module.
+        self.statements = AlipayStatements(self)
+        self.statements.restore()
+        self._methods[METHOD_BILL_URL] = self.statements.bill_url
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -251,6 +257,7 @@ class AlipaySandbox:
         )
         self.orders[out_biz_no] = order
         self._by_order_id[order.order_id] = order
+        self.statements.changed(order)
         delay = self.config.delay_seconds
         if behaviour is Behaviour.DELAY:
             order.history.append("DEALING")
@@ -306,6 +313,7 @@ class AlipaySandbox:
         if status == "SUCCESS":
             order.pay_date = shanghai_now()
         order.error_code, order.fail_reason = error_code, fail_reason
+        self.statements.changed(order)
         if status in TERMINAL_STATUSES and order.notify_url:
             order.message = notification_message(order, self.config.app_id, self._ids.notify_id())
             order.notification_acked = False
@@ -446,6 +454,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     app.router.add_get("/__sandbox/orders/{out_biz_no}", sandbox.get_order)
     app.router.add_post("/__sandbox/orders/{out_biz_no}/notify", sandbox.renotify)
     app.router.add_post("/__sandbox/config", sandbox.change_config)
+    install_routes(app, sandbox.statements)
     return app
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +34,7 @@ from paymux.channels.base import (
     Notification,
     Outcome,
     PayeeType,
+    StatementLine,
     TransferOrder,
 )
 from paymux.channels.errors import RetryableBeforeAcceptance
@@ -51,6 +52,8 @@ from .signing import (
     oaep_encrypt,
     verify_platform_signature,
 )
+from .statement_download import download_bill
+from .statements import iter_fundflow
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +241,39 @@ class WechatChannel:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # --- statements (optional capability, see paymux.channels.base.StatementSource) -----
+
+    async def download_statement(self, bill_date: str, dest_dir: Path) -> Path:
+        return await download_bill(self, bill_date, dest_dir)
+
+    def iter_statement(self, path: Path) -> Iterator[StatementLine]:
+        return iter_fundflow(path)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._client
+
+    async def signed_get(self, path: str, reference: str) -> _Reply | None:
+        """One signed GET; None when no answer was seen."""
+        try:
+            return await self._exchange("GET", path, b"", reference)
+        except RetryableBeforeAcceptance:
+            return None
+
+    def signed_headers(self, method: str, path: str) -> dict[str, str]:
+        """Authorization for a request to exactly ``path`` (with its query), e.g. a download."""
+        return {
+            "Authorization": build_authorization(
+                mchid=self.settings.mchid,
+                serial_no=self.settings.merchant_serial_no,
+                private_key=self._merchant_key,
+                method=method,
+                path=path,
+                body=b"",
+            ),
+            "User-Agent": "paymux-wechat/0.1",
+        }
 
     # --- internals ------------------------------------------------------------------------
 

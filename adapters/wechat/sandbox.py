@@ -51,6 +51,7 @@ from paymux.channels.sandbox_rules import Behaviour, behaviour_for
 
 from . import mapping
 from .keys import DEFAULT_APPID, DEFAULT_MCHID, SandboxKeys, ensure_keys
+from .sandbox_statements import WechatStatements, install_routes
 from .signing import (
     HEADER_SERIAL,
     MAX_CLOCK_SKEW_SECONDS,
@@ -214,6 +215,10 @@ class SandboxState:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.session: aiohttp.ClientSession | None = None
         self._bill_counter = 0
+        # Bills persist on disk; statements and drift controls live in their own module.
+        self.statements = WechatStatements(self)
+        self.statements.restore(Bill)
+        self._bill_counter = len(self.bills)
 
     # --- answers --------------------------------------------------------------------------
 
@@ -246,6 +251,7 @@ class SandboxState:
         bill.state = state
         bill.fail_reason = fail_reason
         bill.update_time = _now_text()
+        self.statements.changed(bill)
         if state in mapping.TERMINAL_STATES:
             self.finish(bill)
 
@@ -455,6 +461,7 @@ async def _create_bill(request: web.Request) -> web.StreamResponse:
         update_time=now,
     )
     state.bills[out_bill_no] = bill
+    state.statements.changed(bill)
     if behaviour is Behaviour.FAIL:
         state.set_state(bill, "FAIL", FAIL_REASON_PAYEE)
     elif needs_confirmation(bill.openid, state.config.confirmation):
@@ -717,6 +724,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     app.router.add_post("/__sandbox/orders/{out_bill_no}/notify", _renotify)
     app.router.add_post("/__sandbox/config", _update_config)
     app.router.add_get("/__sandbox/health", _health)
+    install_routes(app, state.statements, Bill)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app

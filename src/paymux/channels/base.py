@@ -9,8 +9,9 @@ Nothing in ``paymux`` imports an adapter directly.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -157,3 +158,67 @@ class Cancellable(Protocol):
         channel-side problems.
         """
         ...
+
+
+# --- statements (对账单): an OPTIONAL capability -------------------------------------------
+
+
+class StatementLineKind(enum.StrEnum):
+    """What one line of a channel's account-flow statement moved."""
+
+    PAYMENT = "payment"  # money paid out for a transfer (支出)
+    REFUND = "refund"  # money that came back for a transfer (bank bounce 退票 / 退回)
+    FEE = "fee"  # the channel's own charge for a transfer (手续费 / 收费)
+    OTHER = "other"  # anything else on the account (top-ups, withdrawals...): not ours
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """One detail line of a channel statement, mapped into Paymux's terms."""
+
+    line_no: int  # 1-based position among the detail lines, for evidence
+    kind: StatementLineKind
+    reference: str | None  # our channel reference (商户订单号 / 业务凭证号), if the line has one
+    channel_order_id: str | None  # the channel's order or business id
+    amount: int  # fen, always positive: the direction is in ``kind``
+    currency: str
+    booked_at: str  # the channel's own timestamp text (Asia/Shanghai)
+
+
+class StatementUnavailable(ChannelError):
+    """The statement could not be fetched (channel unreachable, refused, not generated)."""
+
+
+class StatementCorrupt(ChannelError):
+    """The statement was fetched but does not verify (signature, hash, format, totals)."""
+
+
+@runtime_checkable
+class StatementSource(Protocol):
+    """A channel that can hand over its daily account-flow statement.
+
+    Optional: a channel without it still plugs in; reconciliation then refuses that channel
+    with a clear message.
+    """
+
+    async def download_statement(self, bill_date: str, dest_dir: Path) -> Path:
+        """Fetch and verify the statement of ``bill_date`` (yyyy-MM-dd) into ``dest_dir``.
+
+        Returns the path of the file exactly as the channel served it (decompressed where
+        the channel's hash covers the decompressed bytes). Raises StatementUnavailable or
+        StatementCorrupt; leaves no file behind on failure.
+        """
+        ...
+
+    def iter_statement(self, path: Path) -> Iterator[StatementLine]:
+        """Stream the detail lines of a downloaded statement (bounded memory).
+
+        Checks the summary block at the end and raises StatementCorrupt if the file is
+        malformed or its totals disagree with its lines.
+        """
+        ...
+
+
+def statement_source(channel: object) -> StatementSource | None:
+    """The channel's statement capability, or None when it has none."""
+    return channel if isinstance(channel, StatementSource) else None

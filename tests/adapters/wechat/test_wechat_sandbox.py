@@ -55,6 +55,8 @@ class Env:
 
 @pytest.fixture
 async def env(keys: SandboxKeys) -> AsyncIterator[Env]:
+    # The order book persists under the data dir; each test here wants an empty one.
+    (keys.data_dir / "orders.jsonl").unlink(missing_ok=True)
     async with running_sandbox(fast_config(keys.data_dir)) as (base_url, app):
         channel = channel_for(keys, base_url)
         try:
