@@ -102,13 +102,18 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
 
 
 async def _ledger_check(settings: Settings) -> list[str]:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from paymux.service.ledger_digests import verify  # noqa: PLC0415
     from paymux.store.db import Database  # noqa: PLC0415
     from paymux.store.ledger_repo import LedgerRepo  # noqa: PLC0415
 
     db = Database(settings.database_url)
     try:
         async with db.read() as conn:
-            return await LedgerRepo.check(conn)
+            problems = await LedgerRepo.check(conn)
+            # Sealed business days: any edit of a past entry or posting is named.
+            return problems + await verify(conn, ZoneInfo(settings.business_timezone))
     finally:
         await db.dispose()
 
@@ -189,6 +194,66 @@ def cmd_merchants_create(args: argparse.Namespace) -> int:
     )
     print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
     return 0 if resp.status_code == 201 else 1
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Exit 0: every line matched after healing; 1: discrepancies remain open; 2: the run
+    could not complete (gateway or channel unreachable, bad signature or hash)."""
+    import httpx  # noqa: PLC0415
+
+    settings = Settings()
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    print(f"reconciling {args.channel} for {args.date} ...", file=sys.stderr, flush=True)
+    try:
+        resp = httpx.post(
+            f"{url}/v1/reconciliation/runs",
+            json={"channel": args.channel, "date": args.date},
+            headers={"Authorization": f"Bearer {_admin_key(settings)}"},
+            timeout=httpx.Timeout(600.0, connect=5.0),
+        )
+    except httpx.HTTPError as exc:
+        print(f"reconcile: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"detail": resp.text[:200]}
+    if resp.status_code != 201:
+        print(
+            f"reconcile: the run could not complete ({resp.status_code}): "
+            f"{body.get('detail') or body.get('title')}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        _print_run(body)
+    return 1 if body["open"] else 0
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    summary = run["summary"]
+    stmt = summary["statement"]
+    print(
+        f"run {run['id']}  {run['channel']} {run['date']}  statement sha256 "
+        f"{run['statement']['sha256']}"
+    )
+    print(
+        f"  statement: {stmt['lines']} lines, paid {stmt['payment_total']} fen, returned "
+        f"{stmt['refund_total']} fen, fees {stmt['fee_total']} fen"
+    )
+    print(
+        f"  matched references: {summary['matched_references']}, healed: {summary['healed']}, "
+        f"critical: {summary['critical']}"
+    )
+    for kind, count in summary["found"].items():
+        if count:
+            print(f"  {kind}: {count} found, {summary['open'][kind]} open")
+    for d in run["discrepancies"]:
+        if d["state"] == "open":
+            print(f"  OPEN {d['severity']:8} {d['kind']:22} {d['reference']}  {d['detail']}")
+    print("all lines matched" if not run["open"] else f"{run['open']} discrepancies open")
 
 
 def _demo_merchant(gateway_url: str, admin_key: str, data_dir: Path) -> dict[str, Any]:
@@ -345,6 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub.add_parser("verify", help="check the hash chain; exit 1 on any break").set_defaults(
         func=cmd_audit_verify
     )
+
+    reconcile = sub.add_parser(
+        "reconcile", help="reconcile a channel's statement of one day (exit 0 / 1 open / 2 failed)"
+    )
+    reconcile.add_argument("--channel", required=True)
+    reconcile.add_argument("--date", required=True, help="business day, YYYY-MM-DD")
+    reconcile.add_argument("--json", action="store_true", help="print the run as JSON")
+    reconcile.add_argument("--url", help="gateway URL (default: this host's settings)")
+    reconcile.set_defaults(func=cmd_reconcile)
 
     merchants = sub.add_parser("merchants", help="merchant administration")
     m_sub = merchants.add_subparsers(dest="merchants_command", required=True)

@@ -69,3 +69,8 @@ webhook_failure_ratio = Gauge(
 gauge_refresh_failures = Counter(
     "paymux_gauge_refresh_failures", "Scrapes whose database gauges could not be refreshed"
 )
+reconciliation_open = Gauge(
+    "paymux_reconciliation_open_discrepancies",
+    "Open reconciliation discrepancies (alert on > 0; critical ones need a person now)",
+    ["channel", "kind", "severity"],
+)

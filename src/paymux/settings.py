@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     batch_rate_per_second: dict[str, float] = Field(default_factory=dict)
 
     business_timezone: str = "Asia/Shanghai"
+    # Daily close (reconciliation of the previous business day + ledger digest), local time.
+    reconciliation_enabled: bool = True
+    reconciliation_time: str = "10:30"
 
     webhook_allow_http: bool = False
     webhook_allow_private: bool = False

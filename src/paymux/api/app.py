@@ -34,6 +34,10 @@ def background_loops(settings: Settings) -> list[Loop]:
         loops += [run_relay, run_delivery_worker]
     if settings.batch_enabled:
         loops.append(run_batch_loop)
+    if settings.reconciliation_enabled:
+        from paymux.service.reconciliation_schedule import run_reconciliation_scheduler  # noqa: PLC0415
+
+        loops.append(run_reconciliation_scheduler)
     return loops
 
 
@@ -90,4 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from paymux.api import batches  # noqa: PLC0415 - own line, as reports
 
     app.include_router(batches.router)
+
+    from paymux.api import merchant_statements, reconciliation  # noqa: PLC0415 - as reports
+
+    app.include_router(reconciliation.router)
+    app.include_router(merchant_statements.router)
     return app
