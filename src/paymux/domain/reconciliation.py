@@ -47,7 +47,15 @@ class Severity(enum.StrEnum):
 
 # Statuses whose payment must appear on the channel's statement of the day it completed.
 PAID_STATUSES = frozenset({TransferStatus.succeeded, TransferStatus.returned})
-_NOT_PAID = frozenset({TransferStatus.pending, TransferStatus.processing, TransferStatus.failed})
+_NOT_PAID = frozenset(
+    {
+        TransferStatus.pending,
+        TransferStatus.processing,
+        TransferStatus.requires_confirmation,
+        TransferStatus.failed,
+        TransferStatus.canceled,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -235,12 +243,13 @@ def heal_decision(current: TransferStatus, answer: Outcome) -> HealDecision:
     current = TransferStatus(current)
     if transition_path(current, answer):
         return "apply"
-    if answer in (Outcome.PROCESSING, Outcome.NOT_FOUND):
+    if answer in (Outcome.PROCESSING, Outcome.NOT_FOUND, Outcome.REQUIRES_CONFIRMATION):
         return "unknown"
     same = {
         Outcome.SUCCEEDED: TransferStatus.succeeded,
         Outcome.FAILED: TransferStatus.failed,
         Outcome.RETURNED: TransferStatus.returned,
+        Outcome.CANCELED: TransferStatus.canceled,
     }
     if same.get(answer) is current:
         return "agrees"
