@@ -367,6 +367,14 @@ def markdown(report: dict[str, Any]) -> str:
             + " |"
         )
     lines += ["", "Counters are per request (per new transfer for `new transfer` rows).", ""]
+    recon = report.get("reconciliation")
+    if recon:
+        lines += [
+            f"- **reconciliation** ({recon['database']}): {recon['lines']} statement lines "
+            f"matched against {recon['transfers']} transfers in {recon['seconds']} s, peak RSS "
+            f"{recon['peak_rss_mib']} MiB (target: < 30 s)",
+            "",
+        ]
     for db, s in report["summary"].items():
         lines.append(
             f"- **{db}** at c={s['at_c']}: throughput {s['throughput_ratio_c50']} x floor, p99 "
@@ -394,6 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="skip replay and GET scenarios")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--gateway-env", action="append", default=[], help="KEY=VALUE")
+    parser.add_argument(
+        "--reconcile-lines", type=int, default=100_000, help="statement lines; 0 skips the point"
+    )
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in str(args.concurrency).split(",")]
     args.databases = [d for d in str(args.databases).split(",") if d]
@@ -432,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.stop()
         shutil.rmtree(root, ignore_errors=True)
+    reconciliation = None
+    if args.reconcile_lines:
+        from bench.reconcile import run_point  # noqa: PLC0415 - its own point, own line
+
+        print(f"== reconciliation ({args.reconcile_lines} statement lines)", flush=True)
+        reconciliation = run_point(args.reconcile_lines)
     report = {
         "started_at": started,
         "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -449,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "points": bench.points,
         "summary": summarize(bench.points, args.databases, args.prefill),
         "notes": notes,
+        "reconciliation": reconciliation,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -23,7 +23,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     argv = [sys.executable, "-m", "bench.run", "--seconds", "1", "--warmup", "0"]
     argv += ["--concurrency", "2", "--databases", "sqlite", "--prefill", "0"]
-    argv += ["--generator", "python", "--out", str(out)]
+    argv += ["--generator", "python", "--out", str(out), "--reconcile-lines", "200"]
     done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "latest.md").read_text().count("| new transfer | sqlite | 2 |") == 1
@@ -80,3 +80,14 @@ def test_wrk_script_sends_a_fresh_key_per_request() -> None:
     assert 'base["Idempotency-Key"] = run .. "-" .. tid .. "-" .. n' in script
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 99) == 4.0
+
+
+def test_reconciliation_point_matched_the_day_and_found_its_drift(report: dict[str, Any]) -> None:
+    point = report["reconciliation"]
+    assert point["lines"] == point["statement_lines"] == 205  # 100 transfers x 2 + 5 ghosts
+    assert point["found"] == {
+        "missing_in_paymux": 5,
+        "missing_in_statement": 5,
+        "amount_mismatch": 5,
+    }
+    assert point["seconds"] > 0 and point["peak_rss_mib"] > 0

@@ -23,8 +23,12 @@ def _window(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-async def seal_days(gw: Gateway, *, through: date) -> list[StoredDigest]:
-    """Seal every unsealed business day up to ``through`` (inclusive), in order."""
+async def seal_days(gw: Gateway, *, through: date, start: date | None = None) -> list[StoredDigest]:
+    """Seal every unsealed business day up to ``through`` (inclusive), in order.
+
+    The first day is the one after the last sealed day, else ``start``, else the day of
+    the journal's first entry.
+    """
     tz = ZoneInfo(gw.settings.business_timezone)
     async with gw.db.read() as conn:
         stored = await repo.digests(conn)
@@ -32,6 +36,8 @@ async def seal_days(gw: Gateway, *, through: date) -> list[StoredDigest]:
     if stored:
         day = date.fromisoformat(stored[-1].day) + timedelta(days=1)
         previous = stored[-1].digest
+    elif start is not None:
+        day, previous = start, GENESIS
     elif first is not None:
         day, previous = first.astimezone(tz).date(), GENESIS
     else:

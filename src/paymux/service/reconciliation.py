@@ -181,20 +181,20 @@ async def _match(
                 matched += 1 if not found else 0
             findings += found
     start_at, end_at = business_window(day, tz)
-    after: str | None = None
+    after: tuple[datetime, str] | None = None
     while True:
         async with gw.db.read() as conn:
             page = await repo.paid_in_window(
-                conn, channel, start_at, end_at, after_id=after, limit=PAGE
+                conn, channel, start_at, end_at, after=after, limit=PAGE
             )
-        for transfer in page:
+        for transfer, _completed_at in page:
             lines = statement.by_reference.get(transfer.reference)
             if lines is None or not lines.paid:
                 merchants[transfer.id] = transfer.merchant_id
                 findings.append(missing_in_statement(transfer, day.isoformat()))
         if len(page) < PAGE:
             break
-        after = page[-1].id
+        after = (page[-1][1], page[-1][0].id)
     return findings, matched, merchants
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -69,24 +69,27 @@ async def paid_in_window(
     start: datetime,
     end: datetime,
     *,
-    after_id: str | None,
+    after: tuple[datetime, str] | None,
     limit: int,
-) -> list[TransferFacts]:
-    """One page (by id) of the channel's transfers completed as paid in [start, end)."""
+) -> list[tuple[TransferFacts, datetime]]:
+    """One page of the channel's transfers completed as paid in [start, end), in
+    (completed_at, id) order; ``after`` is the last (completed_at, id) of the previous page
+    (keyset paging on ix_transfers_channel_completed_at)."""
     stmt = (
-        select(*_FACTS)
+        select(*_FACTS, _T.completed_at)
         .where(
             _T.channel == channel,
-            _T.status.in_([s.value for s in PAID_STATUSES]),
             _T.completed_at >= start,
             _T.completed_at < end,
+            _T.status.in_([s.value for s in PAID_STATUSES]),
         )
-        .order_by(_T.id)
+        .order_by(_T.completed_at, _T.id)
         .limit(limit)
     )
-    if after_id is not None:
-        stmt = stmt.where(_T.id > after_id)
-    return [_facts(r) for r in (await conn.execute(stmt)).all()]
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(or_(_T.completed_at > at, and_(_T.completed_at == at, _T.id > last_id)))
+    return [(_facts(r), r[-1]) for r in (await conn.execute(stmt)).all()]
 
 
 # --- runs and discrepancies (writes run inside the caller's transaction) -------------------

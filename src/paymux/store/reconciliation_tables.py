@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, UniqueConstraint
 
-from paymux.store.tables import UTCDateTime, metadata
+from paymux.store.tables import UTCDateTime, metadata, transfers
+
+# Reconciliation pages through a channel's transfers completed in a business day.
+Index("ix_transfers_channel_completed_at", transfers.c.channel, transfers.c.completed_at)
 
 recon_runs = Table(
     "recon_runs",

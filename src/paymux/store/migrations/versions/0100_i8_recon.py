@@ -20,6 +20,7 @@ def _ts(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type-ar
 
 
 def upgrade() -> None:
+    op.create_index("ix_transfers_channel_completed_at", "transfers", ["channel", "completed_at"])
     op.create_table(
         "recon_runs",
         sa.Column("id", sa.String(40), nullable=False),
@@ -97,6 +98,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transfers_channel_completed_at", table_name="transfers")
     op.drop_table("ledger_digest_leaves")
     op.drop_table("ledger_digests")
     op.drop_table("scheduled_jobs")
