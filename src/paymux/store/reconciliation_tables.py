@@ -1,5 +1,5 @@
 """Tables of reconciliation (对账) runs, their discrepancies, the daily-job claims and the
-ledger's per-day digests. On the shared MetaData; created by migration 0120_i8_recon."""
+ledger's per-day digests. On the shared MetaData; created by migration 0130_i8_recon."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """reconciliation runs, discrepancies, scheduled-job claims, ledger digests
 
-Revision ID: 0120_i8_recon
-Revises: 0110_i11_access
+Revision ID: 0130_i8_recon
+Revises: 0120_i12_batches
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0120_i8_recon"
-down_revision: str | None = "0110_i11_access"
+revision: str = "0130_i8_recon"
+down_revision: str | None = "0120_i12_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
