@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench install clean
+.PHONY: run test lint typecheck check bench install clean simulate
 
 # Reinstall when the dependency list changes.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -33,6 +33,15 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Deterministic simulation of the core (tests/simulation): SEEDS seeds x OPS operations
+# from a random first seed (FIRST_SEED=n to choose it); SEED=n replays one seed exactly.
+SEEDS ?= 50
+OPS   ?= 2000
+JOBS  ?= 2
+simulate: $(STAMP)
+	$(BIN)/python -m tests.simulation.run --seeds $(SEEDS) --ops $(OPS) --jobs $(JOBS) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(FIRST_SEED),--first-seed $(FIRST_SEED))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
