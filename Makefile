@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench install clean simulate
+.PHONY: run test lint typecheck check bench install clean simulate chaos
 
 # Reinstall when the dependency list changes.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -42,6 +42,15 @@ JOBS  ?= 2
 simulate: $(STAMP)
 	$(BIN)/python -m tests.simulation.run --seeds $(SEEDS) --ops $(OPS) --jobs $(JOBS) \
 	  $(if $(SEED),--seed $(SEED)) $(if $(FIRST_SEED),--first-seed $(FIRST_SEED))
+
+# Chaos suite (tests/chaos): replicas, Redis, sandboxes and a database under injected faults,
+# then every invariant checked. CHAOS_PROFILE=short|long, CHAOS_DB=postgres|sqlite,
+# CHAOS_SEED=n replays a run's choices (the seed is printed at start).
+CHAOS_PROFILE ?= short
+CHAOS_DB      ?= postgres
+chaos: $(STAMP)
+	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_DB=$(CHAOS_DB) CHAOS_SEED=$(CHAOS_SEED) \
+	  $(BIN)/python -m tests.chaos.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
