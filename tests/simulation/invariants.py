@@ -32,7 +32,7 @@ from paymux.channels.base import Outcome
 from paymux.domain.states import RANK, TransferStatus, can_move, ledger_action
 
 SETTLED = {TransferStatus.succeeded.value, TransferStatus.returned.value}
-FINAL = {TransferStatus.failed.value, TransferStatus.returned.value}
+FINAL = {"failed", "returned", "canceled"}
 DONE = {"succeeded", "failed", "returned", "canceled"}  # no hold left
 
 

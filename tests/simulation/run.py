@@ -42,15 +42,17 @@ from sqlalchemy import Connection
 
 from paymux.idempotency import IdempotencyStore
 from paymux.service.balances import create_topup
+from paymux.service.bootstrap import resolve_keks
 from paymux.service.errors import IdempotencyKeyReused, InsufficientFundsError
 from paymux.service.feebook import FeeBook
-from paymux.service.gateway import Gateway
+from paymux.service.gateway import Gateway, utcnow
 from paymux.service.merchants import create_merchant
 from paymux.service.notifications import handle_notification
 from paymux.service.outbox import Outbox
 from paymux.service.sync import sync_once
 from paymux.service.transfers import NewTransfer, create_transfer
 from paymux.settings import Settings
+from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database
 from paymux.store.ledger_repo import LedgerRepo
 from paymux.store.migrate import upgrade
@@ -214,6 +216,7 @@ class Simulation:
 
     async def start_life(self) -> Gateway:
         db = Database(self.url)
+        await load_data_keys(db, resolve_keks(self.settings), utcnow())  # payee data is sealed
         feebook = FeeBook(db, self.settings.fee_config())
         await feebook.reload()
         # Never contacted: the Redis idempotency layer is above the service (see the module doc).
