@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field, StrictBool, StrictInt, StringConstraints
@@ -14,6 +14,7 @@ from paymux.api.idempotent import json_response
 from paymux.api.pagination import Cursor, Limit, page
 from paymux.api.schemas import Strict
 from paymux.service import webhook_endpoints as svc
+from paymux.service.access import audit_draft, record
 from paymux.service.views import iso
 
 router = APIRouter(prefix="/v1/webhook_endpoints", tags=["webhooks"])
@@ -42,6 +43,26 @@ class SecretRotation(Strict):
     overlap_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_OVERLAP_SECONDS)] | None = None
 
 
+async def _audit(
+    request: Request,
+    caller: Caller,
+    action: str,
+    endpoint_id: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    draft = audit_draft(
+        caller.principal,
+        action,
+        "webhook_endpoint",
+        endpoint_id,
+        caller.merchant_id,
+        before=before,
+        after=after,
+    )
+    await record(gateway(request), draft)
+
+
 def _merchant(caller: Caller) -> str:
     assert caller.merchant_id is not None  # merchant_scope guarantees it
     return caller.merchant_id
@@ -64,7 +85,9 @@ async def create_endpoint(
         event_types=body.event_types,
         description=body.description,
     )
-    return json_response(201, {**svc.endpoint_view(row), "secret": secret})
+    view = svc.endpoint_view(row)
+    await _audit(request, caller, "webhook_endpoint.create", row["id"], None, view)
+    return json_response(201, {**view, "secret": secret})
 
 
 @router.get("", summary="List webhook endpoints, newest first")
@@ -104,8 +127,12 @@ async def update_endpoint(
         description=body.description,
         enabled=body.enabled,
     )
-    row = await svc.update_endpoint(gateway(request), _merchant(caller), endpoint_id, changes)
-    return json_response(200, svc.endpoint_view(row))
+    gw = gateway(request)
+    before = svc.endpoint_view(await svc.get_endpoint(gw, _merchant(caller), endpoint_id))
+    row = await svc.update_endpoint(gw, _merchant(caller), endpoint_id, changes)
+    view = svc.endpoint_view(row)
+    await _audit(request, caller, "webhook_endpoint.update", endpoint_id, before, view)
+    return json_response(200, view)
 
 
 @router.delete("/{endpoint_id}", status_code=204, summary="Stop delivering to an endpoint")
@@ -113,6 +140,7 @@ async def delete_endpoint(
     endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
     await svc.delete_endpoint(gateway(request), _merchant(caller), endpoint_id)
+    await _audit(request, caller, "webhook_endpoint.delete", endpoint_id, None, None)
     return Response(status_code=204)
 
 
@@ -132,6 +160,14 @@ async def rotate_secret(
     body, _ = await read_model(request, SecretRotation)
     row, secret, old_expires = await svc.rotate_secret(
         gateway(request), _merchant(caller), endpoint_id, overlap_seconds=body.overlap_seconds
+    )
+    await _audit(  # the secrets themselves are never recorded
+        request,
+        caller,
+        "webhook_endpoint.rotate_secret",
+        endpoint_id,
+        None,
+        {"previous_secret_expires_at": iso(old_expires)},
     )
     return json_response(
         200,

@@ -628,3 +628,10 @@ class Authenticator:
                 ) from None
             log.warning("rate limiter unreachable: request %s not rate limited", key_id)
             return None
+
+
+async def record(gw: Gateway, draft: AuditDraft) -> None:
+    """Append ``draft`` on its own, for changes whose use case has no audit hook yet (the
+    record then follows the change's commit instead of sharing its transaction)."""
+    now = gw.clock()
+    await gw.db.run_write(lambda conn: audit_repo.append(conn, draft, now))

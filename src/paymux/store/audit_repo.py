@@ -76,6 +76,11 @@ def append(conn: Connection, draft: AuditDraft, now: datetime) -> dict[str, Any]
     return record
 
 
+def _plain(row: Any) -> dict[str, Any]:
+    # Column keys may be str subclasses (quoted_name), which JSON encoders refuse.
+    return {str(k): v for k, v in row.items()}
+
+
 @dataclass(frozen=True)
 class AuditFilter:
     merchant_id: str | None = None
@@ -105,7 +110,7 @@ async def list_events(db: Database, f: AuditFilter) -> tuple[list[dict[str, Any]
     if f.before_seq is not None:
         stmt = stmt.where(_A.seq < f.before_seq)
     async with db.read() as conn:
-        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+        rows = [_plain(r) for r in (await conn.execute(stmt)).mappings()]
     return rows[: f.limit], len(rows) > f.limit
 
 
@@ -120,7 +125,7 @@ async def all_in_order(db: Database, batch: int = 1000) -> list[dict[str, Any]]:
                     select(audit_events).where(_A.seq > after).order_by(_A.seq).limit(batch)
                 )
             ).mappings()
-            page = [dict(r) for r in rows]
+            page = [_plain(r) for r in rows]
             if not page:
                 return out
             out.extend(page)
