@@ -270,3 +270,46 @@ async def test_audit_list_filters_and_pages(gw: Gateway) -> None:
     )
     assert not more and len(rest) == 1
     assert {r["id"] for r in first}.isdisjoint({r["id"] for r in rest})
+
+
+async def test_keys_rotate_rewraps_under_the_new_kek_and_seals_old_plaintext(
+    gw: Gateway, store_settings: Settings
+) -> None:
+    from paymux.sealing import Sealer, new_kek_entry, parse_keks  # noqa: PLC0415
+    from paymux.service.bootstrap import resolve_keks  # noqa: PLC0415
+    from paymux.store import data_keys_repo  # noqa: PLC0415
+
+    old = resolve_keks(store_settings)
+    new = parse_keks(new_kek_entry())
+    merchant_id = await new_funded_merchant(gw, 100_000)
+    created = await transfer(gw, merchant_id, 1000, Outcome.SUCCEEDED)
+    # A row written before encryption existed: plaintext in the sealed columns.
+    async with gw.db.write() as conn:
+        await conn.execute(
+            text(
+                "UPDATE transfers SET payee_account = 'legacy@example.com', payee_name = NULL "
+                "WHERE id = :id"
+            ),
+            {"id": created.row["id"]},
+        )
+    try:
+        report = await data_keys_repo.rewrap_data_keys(gw.db, [*new, *old], gw.clock())
+        assert report.rewrapped >= 1
+        fresh = Sealer()  # a worker started with only the new KEK configured
+        await data_keys_repo.load_data_keys(gw.db, new, gw.clock(), fresh)
+        assert fresh.ready
+        assert await data_keys_repo.seal_plaintext_rows(gw.db) >= 1
+        async with gw.db.read() as conn:
+            raw = (
+                await conn.execute(
+                    text("SELECT payee_account FROM transfers WHERE id = :id"),
+                    {"id": created.row["id"]},
+                )
+            ).scalar_one()
+        assert raw.startswith("pmx1:")
+        assert fresh.open(raw, "transfers.payee_account") == "legacy@example.com"
+        row = await get_transfer(gw, created.row["id"], merchant_id)
+        assert row["payee_account"] == "legacy@example.com"
+    finally:
+        # Put the session's KEK back, so other tests (and workers) still open the data key.
+        await data_keys_repo.rewrap_data_keys(gw.db, [*old, *new], gw.clock())
