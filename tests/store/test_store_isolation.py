@@ -21,8 +21,10 @@ from paymux.channels.base import Outcome
 from paymux.domain.access import Principal, Role
 from paymux.service import access
 from paymux.service.access import Authenticator
+from paymux.service.batches import NewItem, create_batch
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import create_merchant
+from paymux.service.transfers import NewTransfer
 from paymux.service.webhook_endpoints import create_endpoint, get_endpoint, list_events
 from paymux.settings import Settings
 from tests.store.store_support import topup, transfer
@@ -70,7 +72,27 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
     b_key, b_key_secret = await access.create_merchant_key(
         gw, ADMIN, b_id, name="B's second", scopes=None
     )
+    item = NewTransfer(
+        amount=100,
+        currency="CNY",
+        payee_type="alipay_account",
+        payee_account="b-batch@example.com",
+        payee_name=None,
+        channel=None,
+        description=None,
+    )
+    b_batch = (
+        await create_batch(
+            gw,
+            b_id,
+            uuid.uuid4().hex,
+            uuid.uuid4().hex,
+            [NewItem(reference="b-1", transfer=item, body={"amount": 100})],
+            all_or_nothing=False,
+        )
+    ).batch
     values = {
+        "batch_id": b_batch.id,
         "transfer_id": b_transfer["id"],
         "endpoint_id": b_endpoint["id"],
         "event_id": b_events[0]["id"],
@@ -79,7 +101,7 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
         "operator_id": "op_" + uuid.uuid4().hex,
         "channel": "no_such_channel",  # the fake channels do not parse callbacks
     }
-    b_ids = {b_id, b_transfer["id"], b_endpoint["id"], b_events[0]["id"], b_key.id}
+    b_ids = {b_id, b_transfer["id"], b_endpoint["id"], b_events[0]["id"], b_key.id, b_batch.id}
 
     app = create_app(store_settings)
     app.state.gateway = gw
