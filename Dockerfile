@@ -1,10 +1,14 @@
 # Paymux gateway image: slim, non-root, runs `paymux serve`.
+# Dependencies come from requirements.lock (exact versions and hashes, `make lock`);
+# pyproject.toml keeps the compatible ranges.
 FROM python:3.11-slim AS build
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --prefix=/install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY adapters ./adapters
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app paymux
@@ -15,6 +19,7 @@ USER paymux
 ENV PAYMUX_HOST=0.0.0.0 \
     PAYMUX_PORT=8000 \
     PAYMUX_DATA_DIR=/app/var \
+    PAYMUX_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
 # Production expects PAYMUX_DATABASE_URL (PostgreSQL), PAYMUX_REDIS_URL and PAYMUX_ADMIN_KEY.

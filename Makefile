@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench install clean simulate chaos
+.PHONY: run test lint typecheck check bench install clean simulate chaos lock
 
 # Reinstall when the dependency list changes.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -51,6 +51,11 @@ CHAOS_DB      ?= postgres
 chaos: $(STAMP)
 	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_DB=$(CHAOS_DB) CHAOS_SEED=$(CHAOS_SEED) \
 	  $(BIN)/python -m tests.chaos.run
+
+# The exact, hashed dependency set the Dockerfile installs (Linux x86_64, CPython 3.11).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

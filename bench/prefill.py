@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from paymux.domain.ids import channel_reference, new_id
 from paymux.domain.ledger import AccountRef, hold_entry, settle_entry
+from paymux.progress import progress
 
 AMOUNT, FEE, CURRENCY, CHANNEL = 100, 1, "CNY", "alipay"
 _BATCH = 50_000
@@ -103,12 +104,14 @@ def prefill_sqlite(path: str, merchant_id: str, n: int) -> None:
         )
         insert_p = "INSERT INTO postings (entry_id, account_key, amount) VALUES (?,?,?)"
         done = 0
-        while done < n:
-            batch = list(_rows(merchant_id, min(_BATCH, n - done), done))
-            conn.executemany(insert_t, [_sqlite_ts(b[0]) for b in batch])
-            conn.executemany(insert_e, [_sqlite_ts(b[1]) for b in batch])
-            conn.executemany(insert_p, [p for b in batch for p in b[2:]])
-            done += len(batch)
+        with progress("prefill", total=n) as bar:
+            while done < n:
+                batch = list(_rows(merchant_id, min(_BATCH, n - done), done))
+                conn.executemany(insert_t, [_sqlite_ts(b[0]) for b in batch])
+                conn.executemany(insert_e, [_sqlite_ts(b[1]) for b in batch])
+                conn.executemany(insert_p, [p for b in batch for p in b[2:]])
+                done += len(batch)
+                bar.advance(len(batch))
         eid = new_id("je")
         conn.execute(insert_e, _sqlite_ts((eid, "settle", merchant_id, None, None, CURRENCY,
                                            datetime.now(UTC))))  # fmt: skip
@@ -146,23 +149,25 @@ async def prefill_postgres(url: str, merchant_id: str, n: int) -> None:
     try:
         async with conn.transaction():
             done = 0
-            while done < n:
-                batch = list(_rows(merchant_id, min(_BATCH, n - done), done))
-                await conn.copy_records_to_table(
-                    "transfers", records=[b[0] for b in batch], columns=TRANSFER_COLUMNS
-                )
-                await conn.copy_records_to_table(
-                    "journal_entries",
-                    records=[b[1] for b in batch],
-                    columns=["id", "kind", "merchant_id", "transfer_id", "topup_id",
-                             "currency", "created_at"],
-                )  # fmt: skip
-                await conn.copy_records_to_table(
-                    "postings",
-                    records=[p for b in batch for p in b[2:]],
-                    columns=["entry_id", "account_key", "amount"],
-                )
-                done += len(batch)
+            with progress("prefill", total=n) as bar:
+                while done < n:
+                    batch = list(_rows(merchant_id, min(_BATCH, n - done), done))
+                    await conn.copy_records_to_table(
+                        "transfers", records=[b[0] for b in batch], columns=TRANSFER_COLUMNS
+                    )
+                    await conn.copy_records_to_table(
+                        "journal_entries",
+                        records=[b[1] for b in batch],
+                        columns=["id", "kind", "merchant_id", "transfer_id", "topup_id",
+                                 "currency", "created_at"],
+                    )  # fmt: skip
+                    await conn.copy_records_to_table(
+                        "postings",
+                        records=[p for b in batch for p in b[2:]],
+                        columns=["entry_id", "account_key", "amount"],
+                    )
+                    done += len(batch)
+                    bar.advance(len(batch))
             eid = new_id("je")
             await conn.execute(
                 "INSERT INTO journal_entries (id, kind, merchant_id, currency, created_at)"

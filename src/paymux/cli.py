@@ -104,16 +104,20 @@ def cmd_db_upgrade(_: argparse.Namespace) -> int:
 async def _ledger_check(settings: Settings) -> list[str]:
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
+    from paymux.progress import progress  # noqa: PLC0415
     from paymux.service.ledger_digests import verify  # noqa: PLC0415
     from paymux.store.db import Database  # noqa: PLC0415
     from paymux.store.ledger_repo import LedgerRepo  # noqa: PLC0415
 
     db = Database(settings.database_url)
     try:
-        async with db.read() as conn:
-            problems = await LedgerRepo.check(conn)
-            # Sealed business days: any edit of a past entry or posting is named.
-            return problems + await verify(conn, ZoneInfo(settings.business_timezone))
+        with progress("ledger check", total=LedgerRepo.CHECK_STEPS + 1) as bar:
+            async with db.read() as conn:
+                problems = await LedgerRepo.check(conn, step=lambda note: bar.advance(note=note))
+                # Sealed business days: any edit of a past entry or posting is named.
+                problems += await verify(conn, ZoneInfo(settings.business_timezone))
+                bar.advance(note="sealed days verified")
+                return problems
     finally:
         await db.dispose()
 

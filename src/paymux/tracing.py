@@ -1,9 +1,11 @@
 """OpenTelemetry tracing, optional: ``pip install paymux[otel]``.
 
 A trace spans API request → service use case → channel call, and the channel's HTTP request
-carries the W3C ``traceparent`` of the channel-call span. Without the OpenTelemetry SDK (or
-with tracing not switched on) every helper here is a cheap no-op, so this module imports
-safely anywhere and the hot path pays nothing.
+carries the W3C ``traceparent`` of the channel-call span. The API request's SERVER span (which
+continues a caller's ``traceparent``) is FastAPI's own telemetry; this module adds the
+service and channel spans under it and the propagation to channels. Without the
+OpenTelemetry SDK (or with tracing not switched on) every helper here is a cheap no-op, so
+this module imports safely anywhere and the hot path pays nothing.
 
 Switch it on with ``PAYMUX_OTEL_ENABLED=true``; spans go to the OTLP/HTTP exporter
 configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables. Tests install their own
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,6 +45,12 @@ def use_provider(provider: Any) -> None:
         raise RuntimeError("opentelemetry is not installed: pip install 'paymux[otel]'")
     _trace.set_tracer_provider(provider)
     _enabled = True
+
+
+def disable() -> None:
+    """Stop recording (tests); clients made afterwards carry no propagation hook."""
+    global _enabled  # noqa: PLW0603
+    _enabled = False
 
 
 def setup_from_environment() -> bool:
@@ -75,18 +83,6 @@ def span(name: str, **attributes: str | int) -> Iterator[None]:
         return
     with _trace.get_tracer("paymux").start_as_current_span(name, attributes=attributes):
         yield
-
-
-@contextlib.contextmanager
-def server_span(name: str, raw_headers: Iterable[tuple[bytes, bytes]]) -> Iterator[Any]:
-    """The root span of an API request, continuing the caller's ``traceparent`` if any."""
-    if not _enabled or _trace is None or _propagate is None:
-        yield None
-        return
-    ctx = _propagate.extract({k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers})
-    tracer = _trace.get_tracer("paymux")
-    with tracer.start_as_current_span(name, context=ctx, kind=_trace.SpanKind.SERVER) as sp:
-        yield sp
 
 
 async def inject_traceparent(request: httpx.Request) -> None:

@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from paymux import logs  # noqa: PLC0415
 
         logs.configure(settings.log_level)
+    from paymux import tracing  # noqa: PLC0415 - own line, as logs
+
+    tracing.setup_from_environment()  # before the channels' HTTP clients are made
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

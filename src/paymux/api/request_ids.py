@@ -15,7 +15,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paymux import metrics, request_context, tracing
+from paymux import metrics, request_context
 from paymux.api.problems import internal_error
 
 log = logging.getLogger("paymux.api")
@@ -69,20 +69,15 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            with tracing.server_span(scope["method"], scope["headers"]) as span:
-                try:
-                    await self.app(scope, receive, send_with_id)
-                except Exception:
-                    # Answered here, not by Starlette's outermost handler, so the 500 carries
-                    # the request id and its log line is in this request's context.
-                    if status_sent:
-                        raise
-                    log.exception("unhandled error")
-                    await internal_error()(scope, receive, send_with_id)
-                if span is not None:
-                    span.update_name(f"{scope['method']} {route_template(scope)}")
-                    span.set_attribute("http.route", route_template(scope))
-                    span.set_attribute("http.response.status_code", status)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Answered here, not by Starlette's outermost handler, so the 500 carries
+                # the request id and its log line is in this request's context.
+                if status_sent:
+                    raise
+                log.exception("unhandled error")
+                await internal_error()(scope, receive, send_with_id)
         finally:
             metrics.http_request_seconds.labels(
                 scope["method"], route_template(scope), str(status)

@@ -18,7 +18,7 @@ a busy merchant's row is locked for as short a time as possible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
@@ -101,6 +101,8 @@ def post(
 
 
 class LedgerRepo:
+    CHECK_STEPS = 5  # phases of check(), for a progress display
+
     """Read side of the ledger (async)."""
 
     @staticmethod
@@ -152,8 +154,12 @@ class LedgerRepo:
         return {(m, c): int(v or 0) for m, c, v in rows.all()}
 
     @staticmethod
-    async def check(conn: AsyncConnection) -> list[str]:
-        """Every break of the ledger's invariants on a live database (empty = sound)."""
+    async def check(conn: AsyncConnection, step: Callable[[str], None] | None = None) -> list[str]:
+        """Every break of the ledger's invariants on a live database (empty = sound).
+
+        ``step`` is told as each of the CHECK_STEPS phases ends (for a progress display).
+        """
+        done = step or (lambda _note: None)
         problems: list[str] = []
         unbalanced = await conn.execute(
             select(postings.c.entry_id, func.sum(postings.c.amount))
@@ -161,11 +167,14 @@ class LedgerRepo:
             .having(func.sum(postings.c.amount) != 0)
         )
         problems += [f"entry {e} sums to {s}" for e, s in unbalanced.all()]
+        done("every entry sums to zero")
         orphans = await conn.execute(
             select(postings.c.entry_id).group_by(postings.c.entry_id).having(func.count() < 2)
         )
         problems += [f"entry {e} has a single posting" for (e,) in orphans.all()]
+        done("no single-posting entry")
         replay = await LedgerRepo.derived_balances(conn)
+        done("journal replayed")
         cached = await conn.execute(
             select(accounts.c.key, accounts.c.kind, accounts.c.balance).where(
                 accounts.c.kind.in_(sorted(_CACHED_VALUES))
@@ -177,6 +186,7 @@ class LedgerRepo:
                 problems.append(f"account {key} balance {balance} != journal replay {expected}")
             if int(balance) < 0:
                 problems.append(f"account {key} is negative: {balance}")
+        done("cached balances compared")
         in_flight = await LedgerRepo.held_by_merchant(conn)
         for key, total in replay.items():
             kind, _, rest = key.partition(":")
@@ -195,4 +205,5 @@ class LedgerRepo:
                 problems.append(f"account {key} has no postings but transfers hold {holds}")
         if sum(replay.values()) != 0:
             problems.append(f"postings sum to {sum(replay.values())}, not 0")
+        done("holds match transfers in flight")
         return problems
