@@ -84,7 +84,7 @@ def test_create_generates_one_key_and_retries_network_409_and_5xx_with_it(
         side_effect=[
             httpx.ConnectError("refused"),
             httpx.ReadTimeout("answer lost"),
-            problem(409, "idempotency_request_in_progress"),
+            problem(409, "idempotency_request_in_flight"),
             problem(503, "not_ready", **{"retry-after": "0"}),
             httpx.Response(201, json=transfer_json()),
         ]
@@ -297,3 +297,14 @@ def test_webhook_verify_accepts_paymux_signatures_and_refuses_tampering(client: 
         client.webhooks.verify(body, old, secret)
     with pytest.raises(WebhookVerificationError):
         client.webhooks.verify(body, {"webhook-id": "evt_1"}, secret)
+
+
+@respx.mock
+def test_business_conflict_is_not_retried(client: Paymux) -> None:
+    route = respx.post(f"{BASE}/v1/transfers/tr_1/cancel").mock(
+        return_value=problem(409, "transfer_not_cancelable", "already succeeded")
+    )
+    with pytest.raises(ConflictError) as info:
+        client.transfers.cancel("tr_1")
+    assert info.value.code == "transfer_not_cancelable"
+    assert len(route.calls) == 1

@@ -16,6 +16,7 @@ from paymux_client import (
     AsyncPaymux,
     AuthenticationError,
     Balance,
+    ConflictError,
     Event,
     IdempotencyKeyReusedError,
     InsufficientFundsError,
@@ -191,3 +192,39 @@ async def test_async_client_against_the_stack(operator: Paymux, stack: Stack) ->
         assert ids == [t.id for t in reversed(made)]
         balance = await client.balance.retrieve()
         assert balance.available == 100_000 - sum(t.amount + t.fee for t in made)
+
+
+def created_ok(client: Paymux) -> Transfer:
+    return client.transfers.create(amount=100, currency="CNY", payee=ALICE)
+
+
+def test_cancel_and_batches(operator: Paymux, stack: Stack) -> None:
+    client = new_merchant(operator, stack, funds=100_000)
+    waiting = client.transfers.create(
+        amount=1500,
+        currency="CNY",
+        payee={"type": "wechat_openid", "account": f"o_confirm_{uuid.uuid4().hex[:12]}"},
+    )
+    assert waiting.status == TransferStatus.REQUIRES_CONFIRMATION
+    assert waiting.next_action and waiting.next_action["wechat"]["package_info"]
+    canceled = client.transfers.cancel(waiting.id)
+    assert canceled.id == waiting.id
+    assert canceled.status == TransferStatus.CANCELED and canceled.is_final
+    with pytest.raises(ConflictError) as refused:  # a final transfer cannot be canceled
+        client.transfers.cancel(created_ok(client).id)
+    assert refused.value.code == "transfer_not_cancelable"
+
+    batch = client.transfer_batches.create(
+        items=[
+            {"reference": f"b-{n}", "amount": 100 + n, "currency": "CNY", "payee": ALICE}
+            for n in range(3)
+        ]
+    )
+    assert batch.item_count == 3 and batch.totals.amount == 303
+    deadline = time.monotonic() + 30
+    while client.transfer_batches.retrieve(batch.id).status != "completed":
+        assert time.monotonic() < deadline, "batch did not complete"
+        time.sleep(0.2)
+    items = list(client.transfer_batches.items(batch.id, page_size=2))
+    assert [i.reference for i in items] == ["b-0", "b-1", "b-2"]
+    assert all(i.transfer is not None and i.transfer.status == "succeeded" for i in items)

@@ -32,6 +32,8 @@ from paymux_client.models import (
     Redelivery,
     Topup,
     Transfer,
+    TransferBatch,
+    TransferBatchItem,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -59,6 +61,7 @@ class AsyncPaymux:
         self._headers = default_headers(api_key)
         self._wait = RetryAfterWait()
         self.transfers = Transfers(self)
+        self.transfer_batches = TransferBatches(self)
         self.balance = BalanceResource(self)
         self.balance_transactions = BalanceTransactions(self)
         self.webhook_endpoints = WebhookEndpoints(self)
@@ -146,6 +149,10 @@ class Transfers(_Resource):
     ) -> Quote:
         return await self._client.request(_calls.quote_transfer(amount, currency, payee, channel))
 
+    async def cancel(self, transfer_id: str, *, idempotency_key: str | None = None) -> Transfer:
+        """Cancel a transfer still waiting for the payee's confirmation (409 otherwise)."""
+        return await self._client.request(_calls.cancel_transfer(transfer_id, idempotency_key))
+
     async def retrieve(self, transfer_id: str) -> Transfer:
         return await self._client.request(_calls.retrieve_transfer(transfer_id))
 
@@ -170,6 +177,28 @@ class Transfers(_Resource):
                 created_lt=created_lt,
                 merchant_id=merchant_id,
             )
+        )
+
+
+class TransferBatches(_Resource):
+    async def create(
+        self,
+        *,
+        items: list[Mapping[str, Any]],
+        all_or_nothing: bool = False,
+        idempotency_key: str | None = None,
+    ) -> TransferBatch:
+        """Accept up to 1,000 transfers; each item's ``reference`` is its idempotency key."""
+        return await self._client.request(
+            _calls.create_transfer_batch(items, all_or_nothing, idempotency_key)
+        )
+
+    async def retrieve(self, batch_id: str) -> TransferBatch:
+        return await self._client.request(_calls.retrieve_transfer_batch(batch_id))
+
+    def items(self, batch_id: str, *, page_size: int = 100) -> AsyncIterator[TransferBatchItem]:
+        return self._client.paginate(
+            lambda c: _calls.list_transfer_batch_items(c, batch_id=batch_id, limit=page_size)
         )
 
 

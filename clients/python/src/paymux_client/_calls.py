@@ -18,6 +18,8 @@ from paymux_client.models import (
     Redelivery,
     Topup,
     Transfer,
+    TransferBatch,
+    TransferBatchItem,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -109,6 +111,47 @@ def list_transfers(
             "created_lt": _iso(created_lt),
             "merchant_id": merchant_id,
         },
+    )
+
+
+def cancel_transfer(transfer_id: str, idempotency_key: str | None) -> Call[Transfer]:
+    return Call(
+        "POST",
+        f"/v1/transfers/{transfer_id}/cancel",
+        model_parser(Transfer),
+        idempotency_key=idempotency_key or new_idempotency_key(),
+    )
+
+
+def create_transfer_batch(
+    items: list[Mapping[str, Any]], all_or_nothing: bool, idempotency_key: str | None
+) -> Call[TransferBatch]:
+    """Each item: ``reference`` (its own idempotency key), amount, currency, payee, ..."""
+    for item in items:
+        amount = item.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError("every item's amount is an integer number of minor units (fen)")
+    return Call(
+        "POST",
+        "/v1/transfer_batches",
+        model_parser(TransferBatch),
+        json={"items": [dict(i) for i in items], "all_or_nothing": all_or_nothing},
+        idempotency_key=idempotency_key or new_idempotency_key(),
+    )
+
+
+def retrieve_transfer_batch(batch_id: str) -> Call[TransferBatch]:
+    return Call("GET", f"/v1/transfer_batches/{batch_id}", model_parser(TransferBatch))
+
+
+def list_transfer_batch_items(
+    cursor: str | None, *, batch_id: str, limit: int
+) -> Call[Page[TransferBatchItem]]:
+    return Call(
+        "GET",
+        f"/v1/transfer_batches/{batch_id}/items",
+        model_parser(Page[TransferBatchItem]),
+        params={"limit": limit, "cursor": cursor},
     )
 
 

@@ -31,6 +31,8 @@ from paymux_client.models import (
     Redelivery,
     Topup,
     Transfer,
+    TransferBatch,
+    TransferBatchItem,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -58,6 +60,7 @@ class Paymux:
         self._headers = default_headers(api_key)
         self._wait = RetryAfterWait()
         self.transfers = Transfers(self)
+        self.transfer_batches = TransferBatches(self)
         self.balance = BalanceResource(self)
         self.balance_transactions = BalanceTransactions(self)
         self.webhook_endpoints = WebhookEndpoints(self)
@@ -144,6 +147,10 @@ class Transfers(_Resource):
     ) -> Quote:
         return self._client.request(_calls.quote_transfer(amount, currency, payee, channel))
 
+    def cancel(self, transfer_id: str, *, idempotency_key: str | None = None) -> Transfer:
+        """Cancel a transfer still waiting for the payee's confirmation (409 otherwise)."""
+        return self._client.request(_calls.cancel_transfer(transfer_id, idempotency_key))
+
     def retrieve(self, transfer_id: str) -> Transfer:
         return self._client.request(_calls.retrieve_transfer(transfer_id))
 
@@ -168,6 +175,28 @@ class Transfers(_Resource):
                 created_lt=created_lt,
                 merchant_id=merchant_id,
             )
+        )
+
+
+class TransferBatches(_Resource):
+    def create(
+        self,
+        *,
+        items: list[Mapping[str, Any]],
+        all_or_nothing: bool = False,
+        idempotency_key: str | None = None,
+    ) -> TransferBatch:
+        """Accept up to 1,000 transfers; each item's ``reference`` is its idempotency key."""
+        return self._client.request(
+            _calls.create_transfer_batch(items, all_or_nothing, idempotency_key)
+        )
+
+    def retrieve(self, batch_id: str) -> TransferBatch:
+        return self._client.request(_calls.retrieve_transfer_batch(batch_id))
+
+    def items(self, batch_id: str, *, page_size: int = 100) -> Iterator[TransferBatchItem]:
+        return self._client.paginate(
+            lambda c: _calls.list_transfer_batch_items(c, batch_id=batch_id, limit=page_size)
         )
 
 

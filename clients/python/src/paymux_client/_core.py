@@ -21,6 +21,10 @@ VERSION = "0.1.0"
 # 409: same key still in flight; 429: refused before any work; 5xx: outcome unknown, and
 # the same Idempotency-Key makes the retry return the first outcome instead of a second one.
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+# 409s that mean "the first request with this key is still running": wait and ask again.
+RETRYABLE_CONFLICTS = frozenset(
+    {"idempotency_request_in_flight", "idempotency_request_in_progress"}
+)
 MAX_RETRY_AFTER_SECONDS = 60.0
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -83,6 +87,8 @@ def should_retry(call: Call[Any], exc: BaseException) -> bool:
     if isinstance(exc, APIError):
         if exc.status == 429:
             return True  # refused before any work was done
+        if exc.status == 409 and exc.code not in RETRYABLE_CONFLICTS:
+            return False  # a business conflict (e.g. transfer_not_cancelable) stays one
         return call.repeatable and exc.status in RETRY_STATUSES
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return True  # the request never reached the gateway

@@ -55,6 +55,10 @@ class Transfer(Resource):
     created_at: datetime
     updated_at: datetime | None = None
     completed_at: datetime | None = None
+    channel_failure_code: str | None = None
+    channel_failure_message: str | None = None
+    # requires_confirmation: what the payee's WeChat page needs (mch_id, app_id, package).
+    next_action: dict[str, Any] | None = None
     # Operators (admin key) only:
     merchant_id: str | None = None
     channel_cost: int | None = None
@@ -63,6 +67,35 @@ class Transfer(Resource):
     @property
     def is_final(self) -> bool:
         return self.status in TransferStatus.FINAL
+
+
+class TransferBatchTotals(Resource):
+    amount: int
+    fee: int
+    currency: str
+
+
+class TransferBatch(Resource):
+    """Up to 1,000 transfers accepted at once; ``counts`` per item status."""
+
+    id: str
+    object: str = "transfer_batch"
+    status: str
+    all_or_nothing: bool
+    item_count: int
+    counts: dict[str, int]
+    totals: TransferBatchTotals
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
+class TransferBatchItem(Resource):
+    id: str
+    object: str = "transfer_batch_item"
+    reference: str
+    status: str
+    failure_code: str | None = None
+    transfer: Transfer | None = None
 
 
 class Quote(Resource):
