@@ -99,6 +99,9 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
         "key_id": b_key.id,
         "merchant_id": b_id,
         "operator_id": "op_" + uuid.uuid4().hex,
+        # Operator-only objects (no merchant owns them): any id, the key must be refused.
+        "run_id": "rr_" + uuid.uuid4().hex,
+        "discrepancy_id": "dis_" + uuid.uuid4().hex,
         "channel": "no_such_channel",  # the fake channels do not parse callbacks
     }
     b_ids = {b_id, b_transfer["id"], b_endpoint["id"], b_events[0]["id"], b_key.id, b_batch.id}

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, admin_caller, gateway
+from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
+from paymux.domain.access import Role
 from paymux.domain.reconciliation import Discrepancy, DiscrepancyKind, DiscrepancyState, RunRecord
 from paymux.service import reconciliation as svc
 from paymux.service.reports import parse_business_day
@@ -125,7 +126,9 @@ def discrepancies_csv(rows: list[Discrepancy]) -> str:
     summary="Reconcile one channel's statement of one business day now",
     openapi_extra=body_schema(RunRequest),
 )
-async def create_run(request: Request, _: Caller = Depends(admin_caller)) -> Response:
+async def create_run(
+    request: Request, _: Caller = Depends(operator_role(Role.operator))
+) -> Response:
     body, _data = await read_model(request, RunRequest)
     day = parse_business_day(body.date, "date")
     result = await svc.run_reconciliation(gateway(request), body.channel, day, trigger="api")
@@ -135,7 +138,7 @@ async def create_run(request: Request, _: Caller = Depends(admin_caller)) -> Res
 @router.get("/runs", summary="Recent reconciliation runs")
 async def list_runs(
     request: Request,
-    _: Caller = Depends(admin_caller),
+    _: Caller = Depends(operator_role(Role.viewer)),
     channel: str | None = Query(None, max_length=32),
     limit: int = Query(50, ge=1, le=500),
 ) -> Response:
@@ -147,7 +150,7 @@ async def list_runs(
 async def get_run(
     request: Request,
     run_id: str,
-    _: Caller = Depends(admin_caller),
+    _: Caller = Depends(operator_role(Role.viewer)),
     kind: DiscrepancyKind | None = Query(None),
     state: DiscrepancyState | None = Query(None),
     fmt: Literal["json", "csv"] | None = Query(None, alias="format"),
@@ -173,7 +176,7 @@ async def get_run(
     openapi_extra=body_schema(ResolveRequest),
 )
 async def resolve(
-    request: Request, discrepancy_id: str, _: Caller = Depends(admin_caller)
+    request: Request, discrepancy_id: str, _: Caller = Depends(operator_role(Role.operator))
 ) -> Response:
     body, _data = await read_model(request, ResolveRequest)
     found = await svc.resolve_discrepancy(
