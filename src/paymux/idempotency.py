@@ -9,7 +9,7 @@ Every operation is ONE Redis round trip (EVALSHA of a Lua script registered once
 a performance contract the tests count.
 
 Record layout, one Redis string per (merchant, key) so Lua does a single GET:
-  in flight: ``F<fp>\\n``                               TTL lock_seconds
+  in flight: ``F<fp>\\n``                               TTL lock_seconds (a lease)
   done:      ``D<fp>\\n<status>\\n<headers JSON>\\n<body>`` TTL ttl_seconds
 The fingerprint is visible ASCII and the headers JSON is compact (JSON escapes control
 characters inside strings), so neither holds a newline; the body is the raw, binary-safe
@@ -19,10 +19,14 @@ Keys are ``{prefix}:idem:{<merchant_id>}:<sha256(key) hex>``: the braces are a R
 Cluster hash tag keeping a merchant's records on one slot, and the merchant's key is hashed
 because it is arbitrary client text.
 
-The in-flight TTL means a request that crashed mid-way frees its key after lock_seconds. A
-retry may then claim it again; the database's unique (merchant, idempotency key) constraint
-is what stops a second transfer in that case (and the channel's own out_biz_no /
-out_bill_no dedupe behind it), not this module.
+The in-flight record is a short lease: the request that holds it renews it (:meth:`renew`,
+one round trip every third of the lease) while it runs, so a request whose process died
+frees its key within lock_seconds. A retry may then claim it again; the database's unique
+(merchant, idempotency key) constraint is what stops a second transfer in that case (and
+the channel's own out_biz_no / out_bill_no dedupe behind it), not this module.
+
+Redis errors surface as :class:`IdempotencyUnavailable`: a money-moving request never
+proceeds without its claim.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -38,6 +43,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio
+import redis.exceptions
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _CLAIM_LUA = """
 local v = redis.call('GET', KEYS[1])
 if not v then
-  redis.call('SET', KEYS[1], 'F' .. ARGV[1] .. '\\n', 'EX', ARGV[2])
+  redis.call('SET', KEYS[1], 'F' .. ARGV[1] .. '\\n', 'PX', ARGV[2])
   return 0
 end
 if string.sub(v, 2, #ARGV[1] + 2) ~= ARGV[1] .. '\\n' then
@@ -73,6 +79,14 @@ end
 return 0
 """
 
+# Extends our in-flight lease (same fingerprint); 1 if it was still ours.
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == 'F' .. ARGV[1] .. '\\n' then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 # Deletes our in-flight record (same fingerprint); 1 if deleted.
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == 'F' .. ARGV[1] .. '\\n' then
@@ -80,6 +94,10 @@ if redis.call('GET', KEYS[1]) == 'F' .. ARGV[1] .. '\\n' then
 end
 return 0
 """
+
+
+class IdempotencyUnavailable(Exception):
+    """Redis could not be reached or did not answer in time."""
 
 
 class InvalidIdempotencyKey(ValueError):
@@ -176,7 +194,7 @@ class IdempotencyStore:
         redis: redis.asyncio.Redis,
         *,
         ttl_seconds: int = 86400,
-        lock_seconds: int = 60,
+        lock_seconds: float = 5.0,
         prefix: str = "pmx",
     ) -> None:
         if ttl_seconds <= 0 or lock_seconds <= 0:
@@ -186,11 +204,16 @@ class IdempotencyStore:
             raise ValueError("IdempotencyStore needs a Redis client with decode_responses=False")
         self._redis = redis
         self._ttl = int(ttl_seconds)
-        self._lock = int(lock_seconds)
+        self._lock_ms = max(1, int(lock_seconds * 1000))
         self._prefix = prefix
         self._claim = redis.register_script(_CLAIM_LUA)
         self._complete = redis.register_script(_COMPLETE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
+        self._renew = redis.register_script(_RENEW_LUA)
+
+    @property
+    def lock_seconds(self) -> float:
+        return self._lock_ms / 1000
 
     @staticmethod
     def validate_key(key: str | None) -> str:
@@ -216,12 +239,15 @@ class IdempotencyStore:
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts now, so even the first request is one round trip."""
-        for script in (self._claim, self._complete, self._release):
+        for script in (self._claim, self._complete, self._release, self._renew):
             script.sha = await self._redis.script_load(script.script)
 
     async def claim(self, merchant_id: str, key: str, fp: str) -> Claim:
         _check_fingerprint(fp)
-        result = await self._claim(keys=[self.record_key(merchant_id, key)], args=[fp, self._lock])
+        with _unavailable_on_redis_errors():
+            result = await self._claim(
+                keys=[self.record_key(merchant_id, key)], args=[fp, self._lock_ms]
+            )
         if isinstance(result, bytes):
             return Claim(ClaimKind.replay, _decode_done(result))
         if result == 0:
@@ -236,9 +262,10 @@ class IdempotencyStore:
         """Store the final response, if the in-flight record is still ours (same fp)."""
         _check_fingerprint(fp)
         record_key = self.record_key(merchant_id, key)
-        stored = await self._complete(
-            keys=[record_key], args=[fp, _encode_done(fp, response), self._ttl]
-        )
+        with _unavailable_on_redis_errors():
+            stored = await self._complete(
+                keys=[record_key], args=[fp, _encode_done(fp, response), self._ttl]
+            )
         if stored != 1:
             # The lock expired (and maybe another request claimed the key): the database
             # constraint guards the money; the replay is simply not available.
@@ -249,4 +276,22 @@ class IdempotencyStore:
     async def release(self, merchant_id: str, key: str, fp: str) -> None:
         """Delete our in-flight record so the key can be reused (nothing was done)."""
         _check_fingerprint(fp)
-        await self._release(keys=[self.record_key(merchant_id, key)], args=[fp])
+        with _unavailable_on_redis_errors():
+            await self._release(keys=[self.record_key(merchant_id, key)], args=[fp])
+
+    async def renew(self, merchant_id: str, key: str, fp: str) -> bool:
+        """Extend our in-flight lease by lock_seconds; False if it is no longer ours."""
+        _check_fingerprint(fp)
+        with _unavailable_on_redis_errors():
+            renewed = await self._renew(
+                keys=[self.record_key(merchant_id, key)], args=[fp, self._lock_ms]
+            )
+        return bool(renewed == 1)
+
+
+@contextmanager
+def _unavailable_on_redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise IdempotencyUnavailable(type(exc).__name__) from exc

@@ -54,7 +54,24 @@ class Settings(BaseSettings):
     channel_call_timeout_seconds: float = 15.0
 
     idempotency_ttl_seconds: int = 86_400
-    idempotency_lock_seconds: int = 60
+    # The in-flight lock is a lease renewed (every third of it) while its request runs, so
+    # the key of a request whose gateway died is free again within this many seconds.
+    idempotency_lock_seconds: float = Field(default=5.0, gt=0.5)
+
+    # Bounds on every dependency call (docs/RELIABILITY.md): an outage answers 503 quickly.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_command_timeout_seconds: float = Field(default=2.0, gt=0)
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Retry-After (seconds) sent with 503 (a dependency is down) and 409 (key in flight).
+    retry_after_seconds: int = Field(default=1, ge=1)
+    # Per-channel circuit breaker: consecutive failed calls (timeouts, refusals, unknown
+    # outcomes from transport errors) that open it, and how long it stays open before a
+    # probe is let through.
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_open_seconds: float = Field(default=10.0, gt=0)
 
     sync_enabled: bool = True
     sync_interval_seconds: float = 1.0

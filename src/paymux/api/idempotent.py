@@ -3,10 +3,18 @@
 One Redis round trip claims the key (or finds a stored response / a conflict), one stores
 the final response. A request that fails validation or is refused before money moves
 stores nothing, so the merchant may retry with the same key.
+
+While the handler runs, a background task renews the claim's short lease, so a request
+whose process dies frees its key within ``idempotency_lock_seconds`` (docs/RELIABILITY.md,
+the retry contract). Without Redis there is no claim, and no money moves: the request is a
+503 (raised by the store as IdempotencyUnavailable).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +26,7 @@ from paymux.api.auth import refund_replay
 from paymux.idempotency import (
     ClaimKind,
     IdempotencyStore,
+    IdempotencyUnavailable,
     InvalidIdempotencyKey,
     StoredResponse,
     fingerprint,
@@ -31,6 +40,11 @@ from paymux.service.errors import (
 from paymux.service.gateway import Gateway
 
 REPLAYED = "Idempotent-Replayed"
+log = logging.getLogger(__name__)
+
+# Given a stored response, the answer to send instead (e.g. the transfer's current state
+# when the stored one is a snapshot a newer state has replaced), or None to send it as is.
+Refresh = Callable[[StoredResponse], Awaitable[Response | None]]
 
 
 class MissingIdempotencyKey(ServiceError):
@@ -60,6 +74,8 @@ async def run_idempotent(
     key: str,
     payload: Any,
     handler: Callable[[str], Awaitable[tuple[int, dict[str, Any], bool]]],
+    *,
+    refresh: Refresh | None = None,
 ) -> Response:
     """``handler(fingerprint)`` returns (status, body, replayed_from_database)."""
     store = gw.idempotency
@@ -68,6 +84,8 @@ async def run_idempotent(
     if claim.kind is ClaimKind.replay:
         assert claim.response is not None
         await refund_replay()  # a replay does not count against the rate limit
+        if refresh is not None and (fresh := await refresh(claim.response)) is not None:
+            return fresh
         return Response(
             claim.response.body,
             status_code=claim.response.status_code,
@@ -78,15 +96,38 @@ async def run_idempotent(
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
     if claim.kind is ClaimKind.in_flight:
         raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
+    renewer = asyncio.create_task(_keep_lease(store, scope, key, fp))
     try:
         status, body, replayed = await handler(fp)
     except BaseException:
+        renewer.cancel()
         # Nothing was stored under the key; a retry re-runs (the database unique key stops
         # a second transfer if the first one did commit).
-        await store.release(scope, key, fp)
+        with contextlib.suppress(IdempotencyUnavailable):  # the lease runs out by itself
+            await store.release(scope, key, fp)
         raise
+    finally:
+        renewer.cancel()
     if replayed:
         await refund_replay()
     response = json_response(status, body, replayed=replayed)
-    await store.complete(scope, key, fp, StoredResponse(status, bytes(response.body), {}))
+    try:
+        await store.complete(scope, key, fp, StoredResponse(status, bytes(response.body), {}))
+    except IdempotencyUnavailable:
+        # The work is done and committed; answer it. A retry finds the row by its unique
+        # (merchant, key) once the lease has run out.
+        log.warning("idempotency record for a completed request not stored: Redis unavailable")
     return response
+
+
+async def _keep_lease(store: IdempotencyStore, scope: str, key: str, fp: str) -> None:
+    """Renew the in-flight lease every third of its length until cancelled."""
+    interval = store.lock_seconds / 3
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if not await store.renew(scope, key, fp):
+                log.warning("in-flight idempotency lease lost; the database key still guards")
+                return
+        except IdempotencyUnavailable:
+            continue  # Redis is away: keep trying; the unique key guards meanwhile

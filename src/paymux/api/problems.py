@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -10,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from paymux.service.errors import ServiceError
+from paymux.idempotency import IdempotencyUnavailable
+from paymux.service.errors import ServiceError, ServiceUnavailable
+from paymux.store.errors import DatabaseUnavailable
 
 PROBLEM_BASE = "https://paymux.dev/problems/"
 PROBLEM_TYPE = "application/problem+json"
@@ -38,8 +41,44 @@ def problem(
     )
 
 
-def from_service_error(exc: ServiceError) -> Response:
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.extra)
+def from_service_error(exc: ServiceError, *, retry_after: int = 1) -> Response:
+    headers = dict(exc.headers or {})
+    if exc.retryable:
+        headers.setdefault("Retry-After", str(retry_after))
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, headers=headers or None, **exc.extra
+    )
+
+
+def _retry_after(request: Request) -> int:
+    gw = getattr(request.app.state, "gateway", None)
+    return int(getattr(getattr(gw, "settings", None), "retry_after_seconds", 1))
+
+
+# Outage errors as the layers below raise them, and any driver error that slipped past
+# their translation: a dependency outage is a 503 with Retry-After, never a 500.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    IdempotencyUnavailable,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def outage_in(exc: BaseException) -> BaseException | None:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, _OUTAGES) or type(current).__module__.startswith("redis."):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def unavailable(request: Request, what: str) -> Response:
+    exc = ServiceUnavailable(f"{what} is unavailable; nothing was changed, retry later")
+    return from_service_error(exc, retry_after=_retry_after(request))
 
 
 _HTTP_CODES = {
@@ -54,8 +93,18 @@ _HTTP_CODES = {
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def _service(_: Request, exc: ServiceError) -> Response:
-        return from_service_error(exc)
+    async def _service(request: Request, exc: ServiceError) -> Response:
+        return from_service_error(exc, retry_after=_retry_after(request))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database(request: Request, exc: DatabaseUnavailable) -> Response:
+        logging.getLogger("paymux.api").warning("database unavailable: %s", exc)
+        return unavailable(request, "the database")
+
+    @app.exception_handler(IdempotencyUnavailable)
+    async def _redis(request: Request, exc: IdempotencyUnavailable) -> Response:
+        logging.getLogger("paymux.api").warning("redis unavailable: %s", exc)
+        return unavailable(request, "the idempotency store")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -84,10 +133,13 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace or internal detail in a response; the log has it.
-        import logging  # noqa: PLC0415
-
+        if (cause := outage_in(exc)) is not None:
+            logging.getLogger("paymux.api").warning(
+                "dependency unavailable: %s", type(cause).__name__
+            )
+            return unavailable(request, "a dependency")
         logging.getLogger("paymux.api").exception("unhandled error", exc_info=exc)
         return internal_error()
 

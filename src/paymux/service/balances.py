@@ -6,7 +6,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
-from sqlalchemy.exc import IntegrityError
 
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import merchant_available, topup_entry
@@ -17,6 +16,7 @@ from paymux.service.views import iso
 from paymux.store import audit_repo
 from paymux.store import ledger_repo as ledger
 from paymux.store.audit_repo import AuditDraft
+from paymux.store.errors import UniqueViolation
 from paymux.store.tables import journal_entries, postings, topups
 
 
@@ -79,7 +79,7 @@ async def create_topup(
 
     try:
         await gw.db.run_write(write)
-    except IntegrityError:
+    except UniqueViolation:
         async with gw.db.read() as conn:
             found = (
                 (

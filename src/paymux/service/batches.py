@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from paymux.domain.batches import (
     Batch,
@@ -52,6 +51,7 @@ from paymux.service.errors import (
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso, transfer_view
 from paymux.store import batch_repo as repo
+from paymux.store.errors import UniqueViolation
 from paymux.store.sealed import payee_account_index
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ async def create_batch(
             f"available balance does not cover the batch's amount + fees ({total})",
             required=total,
         ) from None
-    except IntegrityError:
+    except UniqueViolation:
         async with gw.db.read() as conn:
             raced = await repo.get_batch_by_key(conn, merchant_id, idempotency_key)
         if raced is not None:

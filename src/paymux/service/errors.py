@@ -9,6 +9,7 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    retryable = False  # answered with Retry-After: the same request may succeed later
 
     def __init__(self, detail: str, *, code_override: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -38,6 +39,14 @@ class IdempotencyKeyReused(ServiceError):
 
 class IdempotencyInFlight(ServiceError):
     status, code, title = 409, "idempotency_request_in_flight", "Request in progress"
+    retryable = True
+
+
+class ServiceUnavailable(ServiceError):
+    """A dependency (database, Redis) is down or too slow; nothing was changed."""
+
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+    retryable = True
 
 
 class InvalidRequest(ServiceError):

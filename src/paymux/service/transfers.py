@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.exc import IntegrityError
 
 from paymux import metrics, request_context, tracing
 from paymux.channels.base import (
@@ -54,6 +53,7 @@ from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 from paymux.store import batch_repo, pending_pg
 from paymux.store import ledger_repo as ledger
+from paymux.store.errors import UniqueViolation
 from paymux.store.fastexec import Prepared
 from paymux.store.sealed import payee_account_index
 from paymux.store.tables import transfers
@@ -198,8 +198,9 @@ async def create_transfer(
             f"available balance does not cover amount {req.amount} + fee {fq.fee}",
             required=req.amount + fq.fee,
         ) from None
-    except IntegrityError:
-        # Same (merchant, key) committed by a racing request whose Redis claim had expired.
+    except UniqueViolation:
+        # The database's unique (merchant, key) is the final authority: an earlier request
+        # with this key committed (its Redis record expired, was lost, or it raced us).
         existing = await get_by_idempotency_key(gw, merchant_id, idempotency_key)
         if existing is None:
             raise

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
 
 from paymux.sealing import SEALER, Kek, Sealer, SealingError, unwrap, wrap
 from paymux.store.access_tables import data_keys
 from paymux.store.db import Database
+from paymux.store.errors import UniqueViolation
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def load_data_keys(
                     )
                 )
             log.info("created data key %s (wrapped by %s)", FIRST_DATA_KEY, keks[0].id)
-        except IntegrityError:
+        except UniqueViolation:  # db.py translates every driver's unique violation
             pass  # another worker created it first: read theirs
     raise SealingError("could not load or create a data key")
 

@@ -14,14 +14,21 @@ Money-moving transactions are plain functions of a sync ``Connection`` run by
 :meth:`Database.write` is the async scope for everything else; on SQLite it queues
 in-process writers on an asyncio lock and also opens with BEGIN IMMEDIATE, so a writer in
 another process or thread waits on busy_timeout instead of failing mid-transaction.
+
+Every scope translates driver errors into the store's own (store/errors.py): a unique
+violation is :class:`UniqueViolation` whichever driver raised it, a refused, dropped or
+silent database is :class:`DatabaseUnavailable`. Every call is bounded (:class:`Timeouts`):
+connect, waiting for a pooled connection, and each statement (PostgreSQL's own
+statement_timeout plus a client-side bound that also covers a blackholed server; SQLite's
+busy_timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +38,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from paymux.store.errors import StoreError, translate
 
 _WRITE_OPTION = "paymux_write"
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
@@ -49,27 +58,72 @@ class Counters:
         return {"sql_statements": self.statements, "sql_transactions": self.transactions}
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every database call, in seconds (settings: database_*_timeout_seconds)."""
+
+    connect: float = 5.0
+    statement: float = 10.0
+    pool: float = 5.0
+
+    @property
+    def client_statement(self) -> float:
+        # The server's statement_timeout fires first and cancels cleanly; this client-side
+        # bound is for a server that does not answer at all (blackholed, frozen).
+        return self.statement + 2.0
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Re-raise driver errors as the store's own (see store/errors.py)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        mine = translate(exc)
+        if mine is None:
+            raise
+        raise mine from exc
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 20,
+        echo: bool = False,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.counters = Counters()
+        self.timeouts = t = timeouts or Timeouts()
+        self._busy_ms = int(t.statement * 1000)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": t.statement}
             if database in ("", ":memory:"):
                 kwargs["poolclass"] = NullPool
             else:
                 kwargs["pool_size"] = 8
                 kwargs["max_overflow"] = 8
+                kwargs["pool_timeout"] = t.pool
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
             kwargs["pool_pre_ping"] = False
+            kwargs["pool_timeout"] = t.pool
+            kwargs["connect_args"] = {
+                "timeout": t.connect,
+                "command_timeout": t.client_statement,
+                "server_settings": {"statement_timeout": str(int(t.statement * 1000))},
+            }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer_engine: Engine | None = None
@@ -77,7 +131,7 @@ class Database:
         if self.is_sqlite:
             self._writer_engine = create_engine(
                 parsed.set(drivername="sqlite"),
-                connect_args={"timeout": 30},
+                connect_args={"timeout": t.statement},
                 pool_size=1,
                 max_overflow=0,
             )
@@ -87,6 +141,10 @@ class Database:
 
     async def run_write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one write transaction (commit on return, rollback on raise)."""
+        with translated_errors():
+            return await self._run_write(fn)
+
+    async def _run_write(self, fn: Callable[[Connection], T]) -> T:
         if self._writer_engine is None:
             for attempt in range(_DEADLOCK_RETRIES):
                 try:
@@ -118,9 +176,10 @@ class Database:
         its row locks end with the statement; on SQLite it is an ordinary write."""
         if self._writer_engine is not None:
             return await self.run_write(fn)
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await conn.run_sync(fn)
+        with translated_errors():
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await conn.run_sync(fn)
 
     def _install_listeners(self, sync_engine: Engine) -> None:
         counters = self.counters
@@ -147,7 +206,7 @@ class Database:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute(f"PRAGMA busy_timeout={self._busy_ms}")
                 # Larger page cache and memory-mapped reads: fewer read syscalls per write.
                 cur.execute("PRAGMA cache_size=-65536")
                 cur.execute("PRAGMA mmap_size=268435456")
@@ -157,26 +216,28 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction; commits on exit, rolls back on error."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.connect() as conn:
-            await conn.execution_options(**{_WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+        with translated_errors():
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only scope (a plain, deferred transaction)."""
-        async with self.engine.connect() as conn:
-            yield conn
-            await conn.rollback()
+        with translated_errors():
+            async with self.engine.connect() as conn:
+                yield conn
+                await conn.rollback()
 
     async def ping(self) -> None:
         from sqlalchemy import text  # noqa: PLC0415
 
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
