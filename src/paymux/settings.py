@@ -104,9 +104,9 @@ class Settings(BaseSettings):
     webhook_relay_interval_seconds: float = 0.5
     webhook_workers_enabled: bool = True
 
-    # Test-only fault injection: "crash_after_pending" exits the process right after the
-    # pending row commits and before the channel is called.
-    fault_injection: Literal["", "crash_after_pending"] = ""
+    # Test-only fault injection: the process exits at the named crash point (see
+    # service/faults.py): right after the pending row commits, or after the channel answered.
+    fault_injection: Literal["", "crash_after_pending", "crash_after_send"] = ""
 
     @property
     def notify_base_url(self) -> str:

@@ -244,7 +244,7 @@ async def test_load_scripts_makes_a_fresh_store_one_round_trip(
 ) -> None:
     store = make_store(redis_client, key_prefix)
     await store.load_scripts()
-    assert sent == ["SCRIPT LOAD"] * 3
+    assert sent == ["SCRIPT LOAD"] * 4  # claim, complete, release, renew
     sent.clear()
     await store.claim(MERCHANT, "first", FP_A)
     assert sent == ["EVALSHA"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,28 +27,48 @@ from paymux.store import audit_repo
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness: the process answers (no dependency is asked)")
 async def healthz() -> Response:
     return json_response(200, {"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: database and Redis reachable")
-async def readyz(request: Request) -> Response:
-    gw = gateway(request)
-    checks: dict[str, str] = {}
+async def _check(probe: Awaitable[object], limit: float) -> str:
     try:
-        await gw.db.ping()
-        checks["database"] = "ok"
+        async with asyncio.timeout(limit):
+            await probe
+    except TimeoutError:
+        return "timeout"
     except Exception as exc:  # reported, never raised: this endpoint must answer
-        checks["database"] = type(exc).__name__
-    try:
-        await gw.redis.ping()  # type: ignore[misc]
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = type(exc).__name__
-    if all(v == "ok" for v in checks.values()):
+        return type(exc).__name__
+    return "ok"
+
+
+@router.get("/readyz", summary="Readiness: database, Redis and each channel's circuit")
+async def readyz(request: Request) -> Response:
+    """Answers within ``readiness_timeout_seconds`` whatever the dependencies do. Not ready
+    when the database or Redis is unreachable; a channel whose circuit is open is reported
+    (its transfers are parked, not refused) but does not make the gateway unready."""
+    gw = gateway(request)
+    limit = gw.settings.readiness_timeout_seconds
+    database, redis = await asyncio.gather(
+        _check(gw.db.ping(), limit),
+        _check(gw.redis.ping(), limit),  # type: ignore[arg-type]
+    )
+    checks: dict[str, Any] = {
+        "database": database,
+        "redis": redis,
+        "channels": gw.circuits.snapshot(sorted(gw.channels)),
+    }
+    if database == "ok" and redis == "ok":
         return json_response(200, {"status": "ready", "checks": checks})
-    return problem(503, "not_ready", "Not ready", "a dependency is unreachable", checks=checks)
+    return problem(
+        503,
+        "not_ready",
+        "Not ready",
+        "a dependency is unreachable",
+        headers={"Retry-After": str(gw.settings.retry_after_seconds)},
+        checks=checks,
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
@@ -14,11 +15,29 @@ from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
 from paymux.api.pagination import Cursor, Limit, aware, page
 from paymux.api.schemas import TransferCreate
+from paymux.domain.circuit import CircuitState
 from paymux.domain.failures import FailureCode
+from paymux.domain.states import TransferStatus, is_final
+from paymux.idempotency import StoredResponse
 from paymux.service import transfers as svc
+from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+
+def detail(gw: Gateway, row: dict[str, Any], *, operator: bool = False) -> dict[str, Any]:
+    """The transfer as the API shows it: its view plus, while it waits on its channel, why."""
+    view = transfer_view(row, operator=operator)
+    if row["status"] == TransferStatus.pending.value and row["next_sync_at"] is not None:
+        # Written and held, not yet sent: the sync loop sends it under its own reference
+        # (its channel's circuit was open, or a crash interrupted its send).
+        view["status_reason"] = "queued_for_send"
+    if not is_final(row["status"]):
+        state = gw.circuits.state(row["channel"])
+        if state is not CircuitState.closed:
+            view["channel_circuit"] = state.value
+    return view
 
 
 def _new(body: TransferCreate) -> svc.NewTransfer:
@@ -53,9 +72,20 @@ async def create_transfer(
     async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
         with tracing.span("transfer.create", merchant_id=merchant_id):
             created = await svc.create_transfer(gw, merchant_id, key, fp, _new(body))
-        return 201, transfer_view(created.row), created.replayed
+        return 201, detail(gw, created.row), created.replayed
 
-    return await run_idempotent(gw, merchant_id, key, body.model_dump(mode="json"), handler)
+    async def current(stored: StoredResponse) -> Response | None:
+        # A stored answer of a final state is the answer; a snapshot taken before the
+        # outcome (pending, processing, ...) is replaced by the transfer's current state.
+        snapshot = orjson.loads(stored.body) if stored.status_code == 201 else None
+        if not isinstance(snapshot, dict) or is_final(snapshot.get("status", "pending")):
+            return None
+        row = await svc.get_transfer(gw, str(snapshot["id"]), merchant_id)
+        return json_response(201, detail(gw, row), replayed=True)
+
+    return await run_idempotent(
+        gw, merchant_id, key, body.model_dump(mode="json"), handler, refresh=current
+    )
 
 
 @router.post(
@@ -115,8 +145,9 @@ async def get_transfer(
     request: Request,
     caller: Caller = Depends(merchant_or_operator("transfers:read")),
 ) -> Response:
-    row = await svc.get_transfer(gateway(request), transfer_id, caller.merchant_id)
-    return json_response(200, transfer_view(row, operator=caller.is_admin))
+    gw = gateway(request)
+    row = await svc.get_transfer(gw, transfer_id, caller.merchant_id)
+    return json_response(200, detail(gw, row, operator=caller.is_admin))
 
 
 @router.get("", summary="List transfers, newest first")

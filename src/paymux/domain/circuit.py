@@ -77,7 +77,3 @@ def record_failure(c: Circuit, now: float, policy: CircuitPolicy) -> Circuit:
         return replace(c, failures=failures)
     # A failed probe (or a call admitted before the circuit opened): open for another spell.
     return Circuit(CircuitState.open, c.failures + 1, since=now)
-
-
-def is_open(c: Circuit) -> bool:
-    return c.state is not CircuitState.closed

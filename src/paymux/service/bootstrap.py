@@ -6,30 +6,52 @@ import logging
 import os
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paymux.channels.registry import load_channels
+from paymux.domain.circuit import CircuitPolicy
 from paymux.idempotency import IdempotencyStore
 from paymux.sealing import Kek, new_kek_entry, parse_keks
+from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
 from paymux.service.gateway import Gateway, utcnow
 from paymux.settings import Settings
 from paymux.store.data_keys_repo import load_data_keys
-from paymux.store.db import Database
+from paymux.store.db import Database, Timeouts
 from paymux.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
 
+def make_redis(url: str, settings: Settings) -> Redis:
+    """The gateway's Redis client: every command bounded by the configured timeouts."""
+    return Redis.from_url(
+        url,
+        max_connections=512,
+        socket_timeout=settings.redis_command_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        # One immediate retry, and only when the connection broke before the command went
+        # out (a pooled socket a Redis restart closed): the default (3 retries, backoff up
+        # to 10 s) would hold a request far past its bound while Redis is down.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+
+
 async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     if not settings.redis_url:
         raise RuntimeError("PAYMUX_REDIS_URL is not set (`paymux serve` starts an embedded one)")
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    timeouts = Timeouts(
+        connect=settings.database_connect_timeout_seconds,
+        statement=settings.database_statement_timeout_seconds,
+        pool=settings.database_pool_timeout_seconds,
+    )
+    db = Database(settings.database_url, pool_size=settings.database_pool_size, timeouts=timeouts)
     if migrate:
         await upgrade(db.engine)
     await load_data_keys(db, resolve_keks(settings), utcnow())
-    redis = Redis.from_url(
-        settings.redis_url, max_connections=512, socket_timeout=5, socket_connect_timeout=5
-    )
+    redis = make_redis(settings.redis_url, settings)
     idem = IdempotencyStore(
         redis,
         ttl_seconds=settings.idempotency_ttl_seconds,
@@ -44,8 +66,18 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
         sorted(channels),
         db.engine.url.get_backend_name(),
     )
+    policy = CircuitPolicy(
+        failure_threshold=settings.circuit_failure_threshold,
+        open_seconds=settings.circuit_open_seconds,
+    )
     return Gateway(
-        settings=settings, db=db, redis=redis, idempotency=idem, channels=channels, feebook=feebook
+        settings=settings,
+        db=db,
+        redis=redis,
+        idempotency=idem,
+        channels=channels,
+        feebook=feebook,
+        circuits=ChannelCircuits(policy),
     )
 
 

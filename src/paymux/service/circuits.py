@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from paymux.channels.base import ChannelResult, Outcome
 from paymux.domain.circuit import (
@@ -27,6 +27,11 @@ from paymux.domain.circuit import (
 circuit_state = Gauge(
     "paymux_channel_circuit_state",
     "Channel circuit breaker state in this process: 0 closed, 1 half-open, 2 open",
+    ["channel"],
+)
+transfers_parked = Counter(
+    "paymux_transfers_parked",
+    "Transfers accepted and queued without a call because the channel's circuit was open",
     ["channel"],
 )
 _GAUGE = {CircuitState.closed: 0, CircuitState.half_open: 1, CircuitState.open: 2}

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from paymux.channels.base import Channel
+from paymux.domain.circuit import CircuitPolicy
 from paymux.idempotency import IdempotencyStore
+from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
 from paymux.service.outbox import Outbox
 from paymux.settings import Settings
@@ -32,6 +34,7 @@ class Gateway:
     ledger: LedgerRepo = field(default_factory=LedgerRepo)
     outbox: Outbox = field(default_factory=Outbox)
     clock: Callable[[], datetime] = utcnow
+    circuits: ChannelCircuits = field(default_factory=lambda: ChannelCircuits(CircuitPolicy()))
     redis_round_trips: int = 0
 
     def channel_payee_types(self) -> dict[str, frozenset[str]]:

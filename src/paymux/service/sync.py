@@ -4,8 +4,11 @@
 ``next_sync_at`` with exponential backoff (a payee may take hours to confirm).
 ``pending`` transfers older than the recovery age (all of them at start-up) were written but
 perhaps never sent: they are sent again under the same channel reference, which the channel
-dedupes. A row is claimed by moving its ``next_sync_at`` forward with a conditional UPDATE,
-so replicas never work the same row at once and a crashed worker's claim simply expires.
+dedupes. A ``pending`` transfer parked by an open channel circuit (``next_sync_at`` set when
+it was written) is due at its ``next_sync_at`` whatever its age, once the circuit lets a
+call through; until then it is not even read. A row is claimed by moving its
+``next_sync_at`` forward with a conditional UPDATE, so replicas never work the same row at
+once and a crashed worker's claim simply expires.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def backoff_seconds(gw: Gateway, attempts: int) -> float:
 
 async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[dict[str, Any]]:
     t = transfers.c
+    pending = and_(
+        t.status == TransferStatus.pending.value,
+        or_(t.next_sync_at <= now, and_(t.next_sync_at.is_(None), t.created_at <= pending_cutoff)),
+    )
+    closed_off = [name for name in gw.channels if not gw.circuits.would_admit(name)]
+    if closed_off:  # parked sends wait for their circuit; they would only be refused
+        pending = and_(pending, t.channel.not_in(closed_off))
     stmt = (
         select(transfers)
         .where(
@@ -53,11 +63,7 @@ async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[dic
                     ),
                     t.next_sync_at <= now,
                 ),
-                and_(
-                    t.status == TransferStatus.pending.value,
-                    t.created_at <= pending_cutoff,
-                    or_(t.next_sync_at.is_(None), t.next_sync_at <= now),
-                ),
+                pending,
             )
         )
         .order_by(t.next_sync_at)
@@ -82,6 +88,19 @@ async def _claim(gw: Gateway, row: dict[str, Any], now: datetime) -> bool:
     return claimed
 
 
+async def _requeue(gw: Gateway, row: dict[str, Any]) -> None:
+    """A parked send the circuit still refuses: due again when it may probe, and the refusal
+    does not count as an attempt (the backoff must not grow while the channel is away)."""
+    t = transfers.c
+    due = gw.clock() + timedelta(seconds=gw.circuits.policy.open_seconds)
+    stmt = (
+        update(transfers)
+        .where(and_(t.id == row["id"], t.status == TransferStatus.pending.value))
+        .values(next_sync_at=due, sync_attempts=row["sync_attempts"])
+    )
+    await gw.db.run_write(lambda conn: conn.execute(stmt))
+
+
 async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
     channel = gw.channels.get(row["channel"])
     if channel is None:
@@ -91,10 +110,12 @@ async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
         return
     order = order_for(gw, row)
     if row["status"] == TransferStatus.pending.value:
-        log.warning(
-            "recovering pending transfer %s: sending again as %s", row["id"], order.reference
-        )
+        if not gw.circuits.admit(channel.name):
+            await _requeue(gw, row)
+            return
+        log.warning("sending pending transfer %s as %s", row["id"], order.reference)
         result = await send_once(gw, channel, order)
+        gw.circuits.record(channel.name, result)
     else:
         metrics.sync_queries.labels(channel.name).inc()
         started = time.perf_counter()
@@ -104,12 +125,14 @@ async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
                 result = await channel.query(order)
             outcome = result.outcome.value
         except Exception:
+            gw.circuits.record_fault(channel.name)
             log.exception("query of %s failed", order.reference)
             return
         finally:
             metrics.channel_call_seconds.labels(channel.name, "query", outcome).observe(
                 time.perf_counter() - started
             )
+        gw.circuits.record(channel.name, result)
         if result.outcome is Outcome.NOT_FOUND:
             # The send never landed: send again under the same reference (deduped).
             log.warning("channel has no order %s; sending it again", order.reference)

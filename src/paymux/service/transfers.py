@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from paymux.domain.ledger import (
 )
 from paymux.domain.routing import RoutingError, route
 from paymux.domain.states import TransferStatus, ledger_action, transition_path
+from paymux.service import circuits
 from paymux.service.errors import (
     IdempotencyKeyReused,
     InsufficientFundsError,
@@ -49,6 +49,7 @@ from paymux.service.errors import (
     RoutingFailed,
     TransferNotCancelable,
 )
+from paymux.service.faults import crash_point
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 from paymux.store import batch_repo, pending_pg
@@ -179,6 +180,11 @@ async def create_transfer(
         "next_sync_at": None,
         "sync_attempts": 0,
     }
+    # An open circuit parks the transfer: written and held, queued for the sync loop (due at
+    # next_sync_at), answered at once instead of waiting out a dead channel's timeouts.
+    parked = not gw.circuits.would_admit(channel_name)
+    if parked:
+        row["next_sync_at"] = now + timedelta(seconds=gw.circuits.policy.open_seconds)
     hold = hold_entry(merchant_id, req.amount, fq.fee, req.currency)
 
     def write_pending(conn: Connection) -> None:
@@ -210,10 +216,16 @@ async def create_transfer(
             ) from None
         return Created(existing, replayed=True)
     metrics.transfers_created.labels(channel_name).inc()
-    if gw.settings.fault_injection == "crash_after_pending":
-        log.critical("fault injection: exiting after the pending row committed")
-        os._exit(17)
+    crash_point(gw.settings, "after_pending")
+    if parked or not gw.circuits.admit(channel_name):
+        if not parked:  # a concurrent request took the half-open probe: park this one
+            row = await _park(gw, row, now)
+        circuits.transfers_parked.labels(channel_name).inc()
+        log.warning("channel %s circuit open: transfer %s parked", channel_name, transfer_id)
+        return Created(row, replayed=False)
     result = await send_once(gw, gw.channels[channel_name], order_for(gw, row))
+    gw.circuits.record(channel_name, result)
+    crash_point(gw.settings, "after_send")
     return Created(
         await apply_result(gw, transfer_id, result, source="send", known=row), replayed=False
     )
@@ -228,6 +240,17 @@ def insert_pending(conn: Connection, row: dict[str, Any], *, now: datetime) -> N
     hold = hold_entry(row["merchant_id"], row["amount"], row["fee"], row["currency"])
     _INSERT_TRANSFER.run(conn, row)
     ledger.post(conn, hold, now=now, merchant_id=row["merchant_id"], transfer_id=row["id"])
+
+
+async def _park(gw: Gateway, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    due = now + timedelta(seconds=gw.circuits.policy.open_seconds)
+    stmt = (
+        update(transfers)
+        .where(transfers.c.id == row["id"], transfers.c.status == TransferStatus.pending.value)
+        .values(next_sync_at=due)
+    )
+    await gw.db.run_write(lambda conn: conn.execute(stmt))
+    return {**row, "next_sync_at": due}
 
 
 async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> ChannelResult:
