@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,19 +19,22 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, insert, select
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult, Outcome, PayeeType, TransferOrder
 from paymux.devstack import free_port
+from paymux.domain.circuit import CircuitPolicy, CircuitState
 from paymux.idempotency import IdempotencyStore
 from paymux.service.bootstrap import make_redis
+from paymux.service.circuits import ChannelCircuits
 from paymux.service.errors import IdempotencyKeyReused
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import create_merchant
+from paymux.service.sync import _due, resolve_one
 from paymux.service.transfers import NewTransfer, apply_result, create_transfer
 from paymux.settings import Settings
 from paymux.store.db import Database, Timeouts
 from paymux.store.errors import UniqueViolation
 from paymux.store.tables import merchants, transfers
-from tests.store.store_support import bearer, topup
+from tests.store.store_support import bearer, merchant_balances, topup
 
 
 def _body(amount: int = 1500, outcome: str = "succeeded") -> dict[str, Any]:
@@ -262,3 +266,92 @@ async def test_readyz_reports_each_dependency_and_channel(
     assert slow.status_code == 503
     assert slow.json()["checks"]["redis"] == "timeout"
     assert slow.headers["retry-after"]
+
+
+# --- the per-channel circuit breaker parks transfers, and they are sent once later -----------
+
+
+class FlakyChannel:
+    """A fake of the outside channel that can be down (no answer) or up (dedupes on the
+    reference, like Alipay's out_biz_no)."""
+
+    name = "alipay"
+    account_id = "fake"
+    payee_types = frozenset({PayeeType.ALIPAY_ACCOUNT, PayeeType.BANK_CARD})
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls: list[str] = []
+        self.orders: set[str] = set()
+
+    async def send(self, order: TransferOrder) -> ChannelResult:
+        self.calls.append(order.reference)
+        if not self.up:
+            return ChannelResult(Outcome.PROCESSING)  # no answer seen
+        self.orders.add(order.reference)
+        return ChannelResult(Outcome.SUCCEEDED, f"O{order.reference}", raw_status="SUCCESS")
+
+    async def query(self, order: TransferOrder) -> ChannelResult:
+        if not self.up:
+            return ChannelResult(Outcome.PROCESSING)
+        if order.reference not in self.orders:
+            return ChannelResult(Outcome.NOT_FOUND, raw_status="ORDER_NOT_EXIST")
+        return ChannelResult(Outcome.SUCCEEDED, f"O{order.reference}", raw_status="SUCCESS")
+
+    def parse_notification(self, headers: Any, body: bytes) -> Any:
+        raise NotImplementedError
+
+    def notification_ack(self, ok: bool) -> Any:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_open_circuit_parks_new_transfers_and_the_sync_loop_sends_each_once(
+    gw: Gateway, api: httpx.AsyncClient, clock: Callable[[datetime], None]
+) -> None:
+    merchant_id, auth = await _merchant(gw)
+    channel = FlakyChannel()
+    ticks = [0.0]
+    circuits = ChannelCircuits(CircuitPolicy(failure_threshold=2, open_seconds=5), lambda: ticks[0])
+    with swapped(gw, circuits=circuits, channels={**gw.channels, "alipay": channel}):
+        for _ in range(2):  # two calls with no answer: the circuit opens
+            sent = await _post(api, auth, uuid.uuid4().hex, _body())
+            assert sent.json()["status"] == "processing"
+        assert circuits.state("alipay") is CircuitState.open
+        assert len(channel.calls) == 2
+        ready = (await api.get("/readyz")).json()["checks"]["channels"]
+        assert ready["alipay"] == "open" and ready["wechat"] == "closed"
+
+        key = uuid.uuid4().hex
+        parked = await _post(api, auth, key, _body())
+        assert parked.status_code == 201, parked.text
+        view = parked.json()
+        assert view["status"] == "pending"
+        assert view["status_reason"] == "queued_for_send"
+        assert view["channel_circuit"] == "open"
+        assert len(channel.calls) == 2  # answered at once, not sent
+        detail = (await api.get(f"/v1/transfers/{view['id']}", headers=auth)).json()
+        assert detail["channel_circuit"] == "open"
+        _available, held = await merchant_balances(gw, merchant_id)
+        assert held == 3 * (1500 + view["fee"])  # parked, but held like any other
+
+        now = datetime.now(UTC)
+        clock(now)
+        assert view["id"] not in [r["id"] for r in await _due(gw, now, now)]
+        # The channel comes back; once open_seconds pass, the parked send is the probe.
+        channel.up = True
+        ticks[0] = 5.0
+        later = now + timedelta(seconds=6)
+        clock(later)
+        due = [r for r in await _due(gw, later, later) if r["id"] == view["id"]]
+        assert len(due) == 1
+        await resolve_one(gw, due[0])
+        assert circuits.state("alipay") is CircuitState.closed
+        assert channel.calls.count(view["channel_reference"]) == 1
+        replay = await _post(api, auth, key, _body())
+        assert replay.json()["status"] == "succeeded"
+        assert "status_reason" not in replay.json()
+        # Once sent, never again: it is no longer due.
+        assert view["id"] not in [r["id"] for r in await _due(gw, later, later)]
