@@ -1,0 +1,122 @@
+"""The retry contract over real HTTP when a gateway dies mid-request or Redis goes away.
+
+A merchant's client retries with the same key and body; it must get, within a bounded
+time, the original outcome or a retryable 409/503 with Retry-After, never a 500 and never a
+second transfer (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from paymux.devstack import free_port
+from paymux.redis_embedded import EmbeddedRedis
+from paymux.service.faults import CRASH_EXIT_CODE
+from tests.e2e.conftest import Api, make_stack, new_merchant
+from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders
+
+RETRYABLE = {409, 503}
+
+
+def retry_until_answered(
+    api: Api, request: dict[str, Any], key: str, *, give_up_after: float
+) -> tuple[httpx.Response, float, list[int]]:
+    """Behave like a merchant's client: same key and body on no answer, 409 or 503."""
+    started = time.monotonic()
+    seen: list[int] = []
+    while time.monotonic() - started < give_up_after:
+        try:
+            resp = api.transfer(request, key=key, timeout=10)
+        except httpx.HTTPError:
+            seen.append(0)
+            time.sleep(0.2)
+            continue
+        seen.append(resp.status_code)
+        if resp.status_code not in RETRYABLE:
+            return resp, time.monotonic() - started, seen
+        assert resp.headers.get("retry-after"), resp.text
+        time.sleep(0.2)
+    raise AssertionError(f"no answer for key {key} after {give_up_after}s: {seen[-10:]}")
+
+
+def test_a_retry_after_the_gateway_died_mid_request_gets_the_original_transfer(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    stack = make_stack(tmp_path_factory.mktemp("crash-lease"), redis_url)
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        api = new_merchant(stack)
+        stack.stop("gateway")
+        # This gateway dies (like kill -9) after the pending row commits, holding the key.
+        proc = stack.start_gateway(PAYMUX_FAULT_INJECTION="crash_after_pending")
+        stack.wait_gateway()
+        key = uuid.uuid4().hex
+        request = body(payee("alipay_account", "lease@example.com"), amount=4321)
+        with pytest.raises(httpx.HTTPError):
+            api.transfer(request, key=key)
+        assert proc.wait(10) == CRASH_EXIT_CODE
+        crashed_at = time.monotonic()
+        stack.start_gateway()
+        # The old in-flight lock held the key for 60 s; the lease frees it within seconds.
+        # (The bound below only keeps a broken build from hanging the suite.)
+        resp, _, seen = retry_until_answered(api, request, key, give_up_after=45)
+        answered_after = time.monotonic() - crashed_at
+        print(f"retry after kill answered in {answered_after:.1f}s (restart included): {seen}")
+        assert resp.status_code == 201, resp.text
+        assert 500 not in seen
+        transfer = resp.json()
+        listed = api.get("/v1/transfers", params={"limit": 100}).json()["data"]
+        assert [t["id"] for t in listed] == [transfer["id"]]
+        # The transfer is completed by recovery; a replay then answers its current state.
+        deadline = time.monotonic() + 30
+        while transfer["status"] != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            transfer = api.transfer(request, key=key).json()
+        assert transfer["status"] == "succeeded", transfer
+        assert len(sandbox_orders(stack, "alipay", transfer["channel_reference"])) == 1
+    finally:
+        stack.stop_all()
+
+
+def test_redis_down_is_503_with_retry_after_and_heals(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("redis-outage")
+    port = free_port()
+    redis = EmbeddedRedis(tmp / "redis", port=port, persistence=False)
+    stack = make_stack(tmp, redis.start())
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        api = new_merchant(stack)
+        redis.stop()
+        key = uuid.uuid4().hex
+        request = body(payee("wechat_openid", "o_redis_outage"), amount=2222)
+        down = api.transfer(request, key=key)
+        assert down.status_code == 503, down.text
+        assert down.headers["content-type"] == "application/problem+json"
+        assert down.json()["code"] == "service_unavailable"
+        assert int(down.headers["retry-after"]) >= 1
+        ready = api.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"] != "ok"
+        assert ready.json()["checks"]["database"] == "ok"
+        assert api.get("/healthz").status_code == 200
+        assert api.get("/v1/transfers").json()["data"] == []  # nothing half-written
+        redis = EmbeddedRedis(tmp / "redis", port=port, persistence=False)
+        redis.start()
+        resp, _, seen = retry_until_answered(api, request, key, give_up_after=30)
+        assert resp.status_code == 201, resp.text
+        assert 500 not in seen
+        assert [t["id"] for t in api.get("/v1/transfers").json()["data"]] == [resp.json()["id"]]
+    finally:
+        stack.stop_all()
+        redis.stop()
