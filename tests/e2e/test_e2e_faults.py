@@ -7,18 +7,22 @@ second transfer (docs/RELIABILITY.md).
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from paymux.devstack import free_port
 from paymux.redis_embedded import EmbeddedRedis
 from paymux.service.faults import CRASH_EXIT_CODE
 from tests.e2e.conftest import Api, make_stack, new_merchant
 from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders
+from tests.faultproxy import FaultProxy
+from tests.support import fresh_database_url
 
 RETRYABLE = {409, 503}
 
@@ -120,3 +124,57 @@ def test_redis_down_is_503_with_retry_after_and_heals(
     finally:
         stack.stop_all()
         redis.stop()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("PAYMUX_TEST_DATABASE_URL"),
+    reason="PostgreSQL outages: runs in the PostgreSQL pass (SQLite is a local file)",
+)
+def test_postgresql_blackholed_then_cut_answers_503_fast_and_heals(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    tmp = tmp_path_factory.mktemp("pg-outage")
+    real = make_url(fresh_database_url(tmp))
+    proxy = FaultProxy(real.host or "127.0.0.1", real.port or 5432)
+    proxy.start()
+    stack = make_stack(
+        tmp,
+        redis_url,
+        PAYMUX_DATABASE_CONNECT_TIMEOUT_SECONDS="1",
+        PAYMUX_DATABASE_STATEMENT_TIMEOUT_SECONDS="2",
+        PAYMUX_DATABASE_POOL_TIMEOUT_SECONDS="1",
+    )
+    stack.database_url = real.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        api = new_merchant(stack)
+        assert api.transfer(body(payee("alipay_account", "pg-ok@example.com"))).status_code == 201
+        keys: dict[str, dict[str, Any]] = {}
+        for mode in ("blackhole", "cut"):
+            proxy.set_mode(mode)
+            key = uuid.uuid4().hex
+            keys[key] = body(payee("alipay_account", f"pg-{mode}@example.com"), amount=3333)
+            started = time.monotonic()
+            down = api.transfer(keys[key], key=key, timeout=60)
+            took = time.monotonic() - started
+            ready = api.get("/readyz", timeout=60)
+            print(f"PostgreSQL {mode}: 503 after {took:.1f}s")
+            assert down.status_code == 503, down.text
+            assert down.json()["code"] == "service_unavailable"
+            assert down.headers["retry-after"]
+            assert ready.status_code == 503 and ready.json()["checks"]["database"] != "ok"
+            assert ready.json()["checks"]["redis"] == "ok"
+            assert api.get("/healthz").status_code == 200
+        proxy.set_mode("pass")
+        for key, request in keys.items():
+            resp, _, seen = retry_until_answered(api, request, key, give_up_after=60)
+            assert resp.status_code == 201, resp.text
+            assert 500 not in seen
+        listed = api.get("/v1/transfers", params={"limit": 100}).json()["data"]
+        assert len(listed) == 3  # one per key, nothing doubled or half-written
+        assert {t["amount"] for t in listed} == {1234, 3333}
+    finally:
+        stack.stop_all()
+        proxy.stop()

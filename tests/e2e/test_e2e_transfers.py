@@ -195,7 +195,11 @@ def test_validation_errors_change_nothing(merchant: Api) -> None:
 def test_health_and_docs(stack: Stack) -> None:
     assert httpx.get(f"{stack.gateway_url}/healthz").json()["status"] == "ok"
     ready = httpx.get(f"{stack.gateway_url}/readyz").json()
-    assert ready["checks"] == {"database": "ok", "redis": "ok"}
+    assert ready["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "channels": {"alipay": "closed", "wechat": "closed"},
+    }
     assert httpx.get(f"{stack.gateway_url}/docs").status_code == 200
     spec = httpx.get(f"{stack.gateway_url}/openapi.json").json()
     assert "/v1/transfers" in spec["paths"]
