@@ -36,7 +36,7 @@ from paymux.domain.access import (
 )
 from paymux.domain.ids import new_id
 from paymux.request_context import current_request_id
-from paymux.service.errors import NotFound, ServiceError
+from paymux.service.errors import NotFound, ServiceError, ServiceUnavailable
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
 from paymux.store import audit_repo, keys_repo
@@ -60,8 +60,9 @@ class RateLimited(ServiceError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
 
-class RateLimiterUnavailable(ServiceError):
-    status, code, title = 503, "rate_limiter_unavailable", "Service unavailable"
+class RateLimiterUnavailable(ServiceUnavailable):
+    """Redis (rate limits) is unreachable: one outage answer, 503 service_unavailable with
+    Retry-After, like every other dependency outage (docs/RELIABILITY.md)."""
 
 
 class KeyConflict(ServiceError):
