@@ -71,8 +71,8 @@ class Prepared:
         try:
             cursor = conn.connection.driver_connection.execute(self.sql, self._row(params))  # type: ignore[union-attr]
         except sqlite3.IntegrityError as exc:
-            # Callers catch SQLAlchemy's IntegrityError (a racing duplicate key), as on
-            # PostgreSQL; the raw driver error would escape them.
+            # Wrapped as SQLAlchemy wraps it; db.py then turns a unique violation into
+            # store.errors.UniqueViolation, whichever driver raised it.
             raise IntegrityError(self.sql, None, exc) from exc
         return int(cursor.rowcount)
 
