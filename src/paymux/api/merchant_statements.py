@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from paymux.api.auth import Caller, any_caller, gateway
+from paymux.api.auth import Caller, gateway, merchant_or_operator
 from paymux.api.idempotent import json_response
 from paymux.service import statements as svc
 from paymux.service.errors import InvalidRequest, NotFound
@@ -111,7 +111,7 @@ def statement_csv(view: dict[str, Any]) -> str:
 @router.get("", summary="A merchant's statement of one business day (JSON or CSV)")
 async def get_statement(
     request: Request,
-    caller: Caller = Depends(any_caller),
+    caller: Caller = Depends(merchant_or_operator("balance:read")),
     date_: str = Query(..., alias="date", max_length=10, description="Business day, YYYY-MM-DD"),
     merchant_id: str | None = Query(None, max_length=40),
     currency: str = Query("CNY", min_length=3, max_length=3),

@@ -25,6 +25,7 @@ from paymux.api.idempotent import json_response
 from paymux.domain.access import Role
 from paymux.domain.reconciliation import Discrepancy, DiscrepancyKind, DiscrepancyState, RunRecord
 from paymux.service import reconciliation as svc
+from paymux.service.access import audit_draft, record
 from paymux.service.reports import parse_business_day
 from paymux.service.views import iso
 
@@ -176,10 +177,18 @@ async def get_run(
     openapi_extra=body_schema(ResolveRequest),
 )
 async def resolve(
-    request: Request, discrepancy_id: str, _: Caller = Depends(operator_role(Role.operator))
+    request: Request,
+    discrepancy_id: str,
+    caller: Caller = Depends(operator_role(Role.operator)),
 ) -> Response:
     body, _data = await read_model(request, ResolveRequest)
+    key_id = caller.principal.key_id if caller.principal else "operator"
     found = await svc.resolve_discrepancy(
-        gateway(request), discrepancy_id, who=body.by or "operator", reason=body.reason
+        gateway(request), discrepancy_id, who=body.by or key_id, reason=body.reason
     )
-    return json_response(200, discrepancy_view(found))
+    view = discrepancy_view(found)
+    draft = audit_draft(
+        caller.principal, "discrepancy.resolve", "discrepancy", discrepancy_id, None, after=view
+    )
+    await record(gateway(request), draft)
+    return json_response(200, view)
