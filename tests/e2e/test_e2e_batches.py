@@ -284,3 +284,44 @@ def test_thousand_item_batch_survives_a_gateway_kill(
         ledger_ok(stack)
     finally:
         stack.stop_all()
+
+
+def test_queued_item_of_an_all_or_nothing_batch_can_be_canceled(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    """Items wait their turn (1 per second here) still queued: canceling one releases its
+    hold, the channel never sees it, and the batch completes around it."""
+    stack = make_stack(
+        tmp_path_factory.mktemp("batchcancel"),
+        redis_url,
+        PAYMUX_BATCH_DEFAULT_RATE_PER_SECOND="1",
+        PAYMUX_BATCH_DEFAULT_CONCURRENCY="1",
+        PAYMUX_BATCH_INTERVAL_SECONDS="0.2",
+    )
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        api = new_merchant(stack, funds=1_000_000)
+        tag = uuid.uuid4().hex[:8]
+        items = [item(f"{tag}-{i}", "alipay_account", f"q{i}@example.com") for i in range(6)]
+        resp = post_batch(api, {"items": items, "all_or_nothing": True})
+        assert resp.status_code == 202, resp.text
+        batch_id = resp.json()["id"]
+        listed = all_items(api, batch_id)
+        last = listed[-1]["transfer"]
+        assert last["status"] == "pending"
+        canceled = api.client.post(f"/v1/transfers/{last['id']}/cancel")
+        assert canceled.status_code == 200, canceled.text
+        assert canceled.json()["status"] == "canceled"
+        done = wait_completed(api, batch_id)
+        assert done["counts"] == {"canceled": 1, "succeeded": 5}
+        assert last["channel_reference"] not in sandbox_refs(stack)["alipay"]
+        first = all_items(api, batch_id)[0]["transfer"]
+        refused = api.client.post(f"/v1/transfers/{first['id']}/cancel")
+        assert refused.status_code == 409
+        assert refused.json()["transfer_status"] == "succeeded"
+        assert api.get("/v1/balance").json()["held"] == 0
+        ledger_ok(stack)
+    finally:
+        stack.stop_all()

@@ -319,13 +319,19 @@ class _Limits:
 
 
 async def dispatch(gw: Gateway, limits: _Limits, batch: Batch, item: BatchItem) -> bool:
-    """Claim ``item`` and hand its transfer to the channel; False if someone else has it."""
-    now = gw.clock()
-    until = now + timedelta(seconds=gw.settings.batch_claim_seconds)
-    if not await gw.db.run_write(lambda conn: repo.claim_item(conn, item.id, now=now, until=until)):
-        return False
+    """Claim ``item`` and hand its transfer to the channel; False if someone else has it.
+
+    The claim is taken only when the channel has a free slot, so an item waiting its turn
+    stays ``queued`` (and its parked transfer cancelable) until then.
+    """
     async with limits.sem(item.channel):
         await limits.pacer(item.channel).wait()
+        now = gw.clock()
+        until = now + timedelta(seconds=gw.settings.batch_claim_seconds)
+        if not await gw.db.run_write(
+            lambda conn: repo.claim_item(conn, item.id, now=now, until=until)
+        ):
+            return False
         try:
             transfer_id = await _send_item(gw, batch, item)
         except ServiceError as exc:
