@@ -84,7 +84,8 @@ class Settings(BaseSettings):
 
     # Batch payouts: per-channel bounds on the background worker (real channels cap QPS).
     batch_enabled: bool = True
-    batch_interval_seconds: float = 0.5
+    batch_interval_seconds: float = 0.5  # while batches are in progress
+    batch_idle_interval_seconds: float = 5.0  # when none are (batches of other replicas)
     batch_claim_seconds: float = 60.0
     batch_default_concurrency: int = 8
     batch_concurrency: dict[str, int] = Field(default_factory=dict)

@@ -13,7 +13,6 @@ When every item is final the batch completes and emits ``transfer_batch.complete
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -160,6 +159,7 @@ async def create_batch(
             "an item's reference was already used by an earlier transfer of this merchant"
         ) from None
     log.info("batch %s accepted: %d items", batch.id, len(items))
+    _wake_event(gw).set()
     return Accepted(batch, replayed=False)
 
 
@@ -413,9 +413,11 @@ async def _complete_if_done(gw: Gateway, batch: Batch) -> bool:
 
 
 async def batch_pass(gw: Gateway, limits: _Limits, *, reclaim_all: bool = False) -> int:
-    """One pass over the batches in progress; returns how much it did."""
+    """One pass over the batches in progress; returns how much it did (-1: none exist)."""
     async with gw.db.read() as conn:
         ids = await repo.processing_batch_ids(conn, limit=20)
+    if not ids:
+        return -1
     worked = 0
     for batch_id in ids:
         async with gw.db.read() as conn:
@@ -442,8 +444,27 @@ async def batch_pass(gw: Gateway, limits: _Limits, *, reclaim_all: bool = False)
     return worked
 
 
+# Set when this process accepts a batch, so an idle worker starts at once.
+_WAKE: dict[int, asyncio.Event] = {}
+
+
+def _wake_event(gw: Gateway) -> asyncio.Event:
+    return _WAKE.setdefault(id(gw), asyncio.Event())
+
+
+async def _sleep(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        wake.clear()
+
+
 async def run_batch_loop(gw: Gateway, stop: asyncio.Event) -> None:
     limits = _Limits(gw)
+    wake = _wake_event(gw)
     first = True  # after a restart, items a dead worker had claimed are taken at once
     while not stop.is_set():
         try:
@@ -452,7 +473,11 @@ async def run_batch_loop(gw: Gateway, stop: asyncio.Event) -> None:
         except Exception:
             log.exception("batch pass failed")
             worked = 0
-        if worked:
+        if worked > 0:
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), gw.settings.batch_interval_seconds)
+        # No batch at all: poll rarely (batches of other replicas), wake on our own.
+        idle = worked < 0
+        s = gw.settings
+        await _sleep(
+            stop, wake, s.batch_idle_interval_seconds if idle else s.batch_interval_seconds
+        )
