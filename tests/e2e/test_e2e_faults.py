@@ -8,6 +8,7 @@ second transfer (docs/RELIABILITY.md).
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from paymux.devstack import free_port
+from paymux.devstack import free_port, wait_http
 from paymux.redis_embedded import EmbeddedRedis
 from paymux.service.faults import CRASH_EXIT_CODE
 from tests.e2e.conftest import Api, make_stack, new_merchant
@@ -54,35 +55,47 @@ def test_a_retry_after_the_gateway_died_mid_request_gets_the_original_transfer(
     stack = make_stack(tmp_path_factory.mktemp("crash-lease"), redis_url)
     try:
         stack.start_sandboxes()
-        stack.start_gateway()
-        stack.wait_gateway()
-        api = new_merchant(stack)
-        stack.stop("gateway")
         # This gateway dies (like kill -9) after the pending row commits, holding the key.
         proc = stack.start_gateway(PAYMUX_FAULT_INJECTION="crash_after_pending")
         stack.wait_gateway()
+        # A second replica on the same database and Redis, as behind a load balancer.
+        other_port = free_port()
+        other = stack._popen(
+            "gateway-2",
+            [sys.executable, "-m", "paymux", "serve"],
+            {**stack.gateway_environment(), "PAYMUX_PORT": str(other_port)},
+        )
+        wait_http(f"http://127.0.0.1:{other_port}/readyz", proc=other)
+        api = new_merchant(stack)
+        replica = Api(
+            client=httpx.Client(
+                base_url=f"http://127.0.0.1:{other_port}",
+                timeout=30,
+                headers={"Authorization": api.client.headers["Authorization"]},
+            )
+        )
         key = uuid.uuid4().hex
         request = body(payee("alipay_account", "lease@example.com"), amount=4321)
         with pytest.raises(httpx.HTTPError):
             api.transfer(request, key=key)
         assert proc.wait(10) == CRASH_EXIT_CODE
-        crashed_at = time.monotonic()
-        stack.start_gateway()
-        # The old in-flight lock held the key for 60 s; the lease frees it within seconds.
-        # (The bound below only keeps a broken build from hanging the suite.)
-        resp, _, seen = retry_until_answered(api, request, key, give_up_after=45)
-        answered_after = time.monotonic() - crashed_at
-        print(f"retry after kill answered in {answered_after:.1f}s (restart included): {seen}")
+        # The old in-flight lock held the key for 60 s (409 all along, then a 500 on
+        # SQLite); the lease frees it within PAYMUX_IDEMPOTENCY_LOCK_SECONDS (5 s). The
+        # bound below only keeps a broken build from hanging the suite.
+        resp, answered_after, seen = retry_until_answered(replica, request, key, give_up_after=45)
+        print(f"retry on the other replica after kill -9 answered in {answered_after:.1f}s: {seen}")
         assert resp.status_code == 201, resp.text
         assert 500 not in seen
         transfer = resp.json()
-        listed = api.get("/v1/transfers", params={"limit": 100}).json()["data"]
+        listed = replica.get("/v1/transfers", params={"limit": 100}).json()["data"]
         assert [t["id"] for t in listed] == [transfer["id"]]
-        # The transfer is completed by recovery; a replay then answers its current state.
-        deadline = time.monotonic() + 30
+        # A restarted gateway recovers the pending transfer (same reference); a replay then
+        # answers its current state.
+        stack.start_gateway()
+        deadline = time.monotonic() + 60
         while transfer["status"] != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.3)
-            transfer = api.transfer(request, key=key).json()
+            transfer = replica.transfer(request, key=key).json()
         assert transfer["status"] == "succeeded", transfer
         assert len(sandbox_orders(stack, "alipay", transfer["channel_reference"])) == 1
     finally:
