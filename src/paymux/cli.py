@@ -157,6 +157,24 @@ def cmd_keys_rotate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_seal_file(args: argparse.Namespace) -> int:
+    """Encrypt a channel key file under the current KEK (written next to it, mode 600)."""
+    from paymux.sealing import is_sealed_file, seal_file_bytes  # noqa: PLC0415
+    from paymux.service.bootstrap import resolve_keks  # noqa: PLC0415
+
+    source = Path(args.path)
+    data = source.read_bytes()
+    if is_sealed_file(data):
+        print(f"{source} is already sealed", file=sys.stderr)
+        return 1
+    target = Path(args.output) if args.output else source.with_name(source.name + ".sealed")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(seal_file_bytes(resolve_keks(Settings())[0], data))
+    print(f"sealed {source} -> {target}; point the *_file setting at it, then delete {source}")
+    return 0
+
+
 def cmd_keys_new_kek(_: argparse.Namespace) -> int:
     from paymux.sealing import new_kek_entry  # noqa: PLC0415
 
@@ -405,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser(
         "rotate", help="re-wrap data keys under the first configured KEK; seal old plaintext"
     ).set_defaults(func=cmd_keys_rotate)
+    seal = keys_sub.add_parser("seal-file", help="encrypt a channel key file under the KEK")
+    seal.add_argument("path")
+    seal.add_argument("--output")
+    seal.set_defaults(func=cmd_keys_seal_file)
     keys_sub.add_parser("new-kek", help="print a new key-encryption key entry").set_defaults(
         func=cmd_keys_new_kek
     )

@@ -143,3 +143,33 @@ def is_sealed(value: str) -> bool:
 
 # One per process: the column type (store/sealed.py) is declared statically on the tables.
 SEALER = Sealer()
+
+
+# Sealed files (channel private keys, the WeChat APIv3 key): encrypted directly under a KEK,
+# since they are read before (and apart from) the database that holds the data keys.
+FILE_PREFIX = b"pmxf1:"
+_FILE_AAD = b"paymux-sealed-file"
+
+
+def seal_file_bytes(kek: Kek, data: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
+    ct = AESGCM(kek.key).encrypt(nonce, data, _FILE_AAD + b"|" + kek.id.encode())
+    return FILE_PREFIX + kek.id.encode() + b":" + base64.b64encode(nonce + ct) + b"\n"
+
+
+def is_sealed_file(data: bytes) -> bool:
+    return data.startswith(FILE_PREFIX)
+
+
+def open_file_bytes(keks: list[Kek], data: bytes) -> bytes:
+    kid, _, b64 = data[len(FILE_PREFIX) :].strip().partition(b":")
+    for kek in keks:
+        if kek.id.encode() == kid:
+            raw = base64.b64decode(b64)
+            try:
+                return AESGCM(kek.key).decrypt(
+                    raw[:_NONCE], raw[_NONCE:], _FILE_AAD + b"|" + kek.id.encode()
+                )
+            except InvalidTag:
+                raise SealingError(f"a sealed file does not open with {kek.id}") from None
+    raise SealingError(f"a sealed file needs {kid.decode(errors='replace')}, not configured")

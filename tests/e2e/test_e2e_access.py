@@ -10,9 +10,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from paymux.devstack import Stack
-from tests.e2e.conftest import Api, admin_client, new_merchant
+from paymux.sealing import new_kek_entry
+from tests.e2e.conftest import Api, admin_client, make_stack, new_merchant
 
 
 def _client(stack: Stack, key: str) -> httpx.Client:
@@ -243,3 +245,49 @@ def test_no_payee_data_or_webhook_secret_in_plaintext_at_rest(stack: Stack, merc
 def test_operators_reach_operator_routes_with_the_bootstrap_admin(stack: Stack) -> None:
     with admin_client(stack) as admin:
         assert admin.get("/v1/operators").status_code == 200
+
+
+def test_channel_private_keys_can_be_sealed_at_rest(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    """Channel private keys (and the WeChat APIv3 key) sealed with `paymux keys seal-file`:
+    the gateway opens them into memory only, and both channels still sign and verify."""
+    kek = new_kek_entry()
+    stack = make_stack(tmp_path_factory.mktemp("sealed-keys"), redis_url, PAYMUX_KEK=kek)
+    try:
+        stack.start_sandboxes()
+        plain = stack.channel_settings()
+        overrides: dict[str, dict[str, str]] = {}
+        for channel, name in (
+            ("alipay", "app_private_key_file"),
+            ("wechat", "merchant_private_key_file"),
+            ("wechat", "apiv3_key_file"),
+        ):
+            source = Path(plain[channel][name])
+            sealed = subprocess.run(
+                [sys.executable, "-m", "paymux", "keys", "seal-file", str(source)],
+                env={**os.environ, "PAYMUX_KEK": kek},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            target = source.with_name(source.name + ".sealed")
+            assert "sealed" in sealed.stdout and target.is_file()
+            assert source.read_bytes() not in target.read_bytes()
+            assert b"PRIVATE KEY" not in target.read_bytes()
+            overrides.setdefault(channel, {})[name] = str(target)
+        for channel, values in overrides.items():
+            stack.channel_overrides[channel].update(values)
+        stack.start_gateway()
+        stack.wait_gateway()
+        merchant = new_merchant(stack)
+        for account in ("alice@example.com", "o4GgauInH_RCEdvrrNGrntXDuXXX"):
+            kind = "alipay_account" if "@" in account else "wechat_openid"
+            resp = merchant.transfer(
+                {"amount": 1000, "currency": "CNY", "payee": {"type": kind, "account": account}}
+            )
+            assert resp.status_code == 201, resp.text
+            assert resp.json()["status"] == "succeeded", resp.json()
+    finally:
+        stack.stop_all()

@@ -79,3 +79,15 @@ def test_kek_configuration_parsing() -> None:
     for bad in ("", "nocolon", "k:notbase64!", "k:" + base64.b64encode(b"short").decode()):
         with pytest.raises(SealingError):
             parse_keks(bad)
+
+
+def test_sealed_files_open_only_with_their_kek() -> None:
+    from paymux.sealing import is_sealed_file, open_file_bytes, seal_file_bytes  # noqa: PLC0415
+
+    kek, other = parse_keks(new_kek_entry())[0], parse_keks(new_kek_entry())[0]
+    pem = b"-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n"
+    sealed = seal_file_bytes(kek, pem)
+    assert is_sealed_file(sealed) and b"PRIVATE" not in sealed
+    assert open_file_bytes([other, kek], sealed) == pem
+    with pytest.raises(SealingError):
+        open_file_bytes([other], sealed)

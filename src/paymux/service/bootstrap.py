@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -13,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from paymux.channels.registry import load_channels
 from paymux.domain.circuit import CircuitPolicy
 from paymux.idempotency import IdempotencyStore
-from paymux.sealing import Kek, new_kek_entry, parse_keks
+from paymux.sealing import Kek, is_sealed_file, new_kek_entry, open_file_bytes, parse_keks
 from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
 from paymux.service.gateway import Gateway, utcnow
@@ -50,7 +52,8 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     db = Database(settings.database_url, pool_size=settings.database_pool_size, timeouts=timeouts)
     if migrate:
         await upgrade(db.engine)
-    await load_data_keys(db, resolve_keks(settings), utcnow())
+    keks = resolve_keks(settings)
+    await load_data_keys(db, keks, utcnow())
     redis = make_redis(settings.redis_url, settings)
     idem = IdempotencyStore(
         redis,
@@ -58,7 +61,7 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
         lock_seconds=settings.idempotency_lock_seconds,
     )
     await idem.load_scripts()  # later calls are one EVALSHA round trip each
-    channels = load_channels(settings.channel_settings)
+    channels = load_channels(unseal_key_files(settings.channel_settings, keks))
     feebook = FeeBook(db, settings.fee_config())
     await feebook.reload()
     log.info(
@@ -79,6 +82,34 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
         feebook=feebook,
         circuits=ChannelCircuits(policy),
     )
+
+
+# Open file descriptors of unsealed key files: they live as long as the process.
+_MEMORY_FILES: list[int] = []
+
+
+def unseal_key_files(
+    channel_settings: dict[str, dict[str, Any]], keks: list[Kek]
+) -> dict[str, dict[str, Any]]:
+    """Channel settings with every sealed ``*_file`` (see `paymux keys seal-file`) replaced
+    by an in-memory file holding its plaintext, so the key is never written to disk."""
+    out: dict[str, dict[str, Any]] = {}
+    for channel, values in channel_settings.items():
+        out[channel] = dict(values)
+        for name, value in values.items():
+            if not name.endswith("_file") or not value:
+                continue
+            path = Path(str(value))
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            if not is_sealed_file(data):
+                continue
+            fd = os.memfd_create(f"paymux-{channel}-{name}", os.MFD_CLOEXEC)
+            os.write(fd, open_file_bytes(keks, data))
+            _MEMORY_FILES.append(fd)
+            out[channel][name] = f"/proc/self/fd/{fd}"
+    return out
 
 
 def resolve_keks(settings: Settings) -> list[Kek]:
