@@ -176,9 +176,10 @@ async def _match(
         for ref in chunk:
             transfer = known.get(ref)
             found = judge(statement.by_reference[ref], transfer, channel)
-            if transfer is not None:
-                merchants[transfer.id] = transfer.merchant_id
-                matched += 1 if not found else 0
+            if transfer is not None and not found:
+                matched += 1
+            elif transfer is not None:
+                merchants[transfer.id] = transfer.merchant_id  # only where there is a finding
             findings += found
     start_at, end_at = business_window(day, tz)
     after: tuple[datetime, str] | None = None
