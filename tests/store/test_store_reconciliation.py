@@ -15,13 +15,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from paymux_alipay.statements import BillRow, build_bill_zip, iter_bill
+from sqlalchemy import delete, insert
 
 from paymux.channels.base import ChannelResult, Outcome, StatementLine, TransferOrder
 from paymux.domain.reconciliation import DiscrepancyState
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.reconciliation import run_reconciliation
+from paymux.service.reconciliation_schedule import run_due_jobs
 from paymux.service.transfers import get_transfer
+from paymux.store import audit_repo
 from paymux.store import reconciliation_repo as repo
+from paymux.store.reconciliation_tables import ledger_digest_leaves, ledger_digests
 from tests.store.store_support import ALIPAY_ACCOUNT_COST, new_funded_merchant, transfer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -118,6 +122,12 @@ async def test_classes_healing_next_day_clearing_and_reruns(
         ("status_mismatch", ref[open_["id"]], "resolved"),  # healed by the query
     }
     assert (await get_transfer(gw, open_["id"], None))["status"] == "succeeded"
+    # Each newly opened discrepancy is an operator-facing event in the audit log.
+    opened_ids = {d.id for d in first.discrepancies if d.state is DiscrepancyState.open}
+    audited, _ = await audit_repo.list_events(
+        gw.db, audit_repo.AuditFilter(action="reconciliation.discrepancy_opened", limit=500)
+    )
+    assert opened_ids <= {a["object_id"] for a in audited}
 
     again = await run_reconciliation(gw, "alipay", D1)
     assert {(d.id, d.state) for d in again.discrepancies} == {
@@ -143,3 +153,30 @@ async def test_the_daily_claim_is_taken_once(gw: Gateway) -> None:
 
     assert await gw.db.run_write(claim("replica-a")) is True
     assert await gw.db.run_write(claim("replica-b")) is False
+
+
+async def test_the_daily_close_runs_once_per_day(gw: Gateway, bill_channel: BillChannel) -> None:
+    day = date(2035, 5, 20)
+    bill_channel.bills[str(day)] = write_bill(Path(gw.settings.data_dir), day, [])
+    async with gw.db.write() as conn:
+        # Seal from ``day`` on only (earlier days belong to other tests' clocks).
+        await conn.execute(
+            insert(ledger_digests).values(
+                day=str(day - timedelta(days=1)), entries=0, merkle_root="0" * 64,
+                previous_digest="0" * 64, digest="1" * 64, computed_at=utcnow(),
+            )
+        )  # fmt: skip
+    try:
+        gw.clock = lambda: at(day + timedelta(days=1), 10, 29)
+        assert await run_due_jobs(gw) == []  # before 10:30: nothing is due
+        gw.clock = lambda: at(day + timedelta(days=1), 10, 31)
+        assert await run_due_jobs(gw) == ["ledger_digest", "reconcile:alipay"]
+        assert await run_due_jobs(gw) == []  # another replica, or the next tick
+    finally:
+        gw.clock = utcnow
+        async with gw.db.write() as conn:
+            await conn.execute(delete(ledger_digest_leaves))
+            await conn.execute(delete(ledger_digests))
+    async with gw.db.read() as conn:
+        runs = await repo.list_runs(conn, channel="alipay", limit=500)
+    assert [r.trigger for r in runs if r.bill_date == str(day)] == ["schedule"]

@@ -24,7 +24,6 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,9 +52,12 @@ from paymux.domain.reconciliation import (
     judge,
     missing_in_statement,
 )
+from paymux.request_context import current_request_id
+from paymux.service.access import audit_draft
 from paymux.service.errors import Conflict, InvalidRequest, NotFound, ServiceError
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result, get_transfer, order_for
+from paymux.store import audit_repo
 from paymux.store import reconciliation_repo as repo
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,25 @@ async def run_reconciliation(
     )
     now = gw.clock()
     paid_refs = [r for r, lines in statement.by_reference.items() if lines.paid]
+    request_id = current_request_id()
 
     def write(conn: Connection) -> list[Discrepancy]:
         opened = repo.save_run(conn, run, judged, merchants, now=now)
         repo.clear_missing_in_statement(conn, paid_refs, day=bill_date, run_id=run_id, now=now)
+        for dsc in opened:  # the operator-facing event, in the audit log's hash chain
+            audit_repo.append(
+                conn,
+                audit_draft(
+                    None,
+                    "reconciliation.discrepancy_opened",
+                    "reconciliation_discrepancy",
+                    dsc.id,
+                    dsc.merchant_id,
+                    after=_audit_view(dsc),
+                    request_id=request_id,
+                ),
+                now,
+            )
         return opened
 
     opened = await gw.db.run_write(write)
@@ -297,6 +314,7 @@ async def get_run(
 
 
 async def resolve_discrepancy(gw: Gateway, dsc_id: str, *, who: str, reason: str) -> Discrepancy:
+    """Close an open discrepancy (the API records the operator's action in the audit log)."""
     now = gw.clock()
     done = await gw.db.run_write(
         partial(repo.resolve, dsc_id=dsc_id, who=who, reason=reason, now=now)
@@ -309,3 +327,17 @@ async def resolve_discrepancy(gw: Gateway, dsc_id: str, *, who: str, reason: str
         raise Conflict(f"discrepancy {dsc_id} is already resolved")
     await refresh_open_gauge(gw)
     return found
+
+
+def _audit_view(d: Discrepancy) -> dict[str, Any]:
+    return {
+        "channel": d.channel,
+        "date": d.bill_date,
+        "kind": d.kind.value,
+        "severity": d.severity.value,
+        "reference": d.reference,
+        "transfer_id": d.transfer_id,
+        "statement_amount": d.statement_amount,
+        "paymux_amount": d.paymux_amount,
+        "detail": d.detail,
+    }
