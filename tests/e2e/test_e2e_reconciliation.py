@@ -204,7 +204,11 @@ def test_drift_is_found_healed_where_safe_and_rerun_is_idempotent(recon_stack: S
     assert resolved.status_code == 200, resolved.text
     assert resolved.json()["resolved_by"] == "ops-li" and resolved.json()["resolved_at"]
     audit = admin.get("/v1/audit_events", params={"object_id": target}).json()["data"]
-    assert [a["action"] for a in audit] == ["discrepancy.resolve"]
+    # Newest first: the operator's resolution, then the opening (an operator-facing event).
+    assert [a["action"] for a in audit] == [
+        "discrepancy.resolve",
+        "reconciliation.discrepancy_opened",
+    ]
     assert (
         admin.post(
             f"/v1/reconciliation/discrepancies/{target}/resolve", json={"reason": "again"}
