@@ -354,6 +354,7 @@ def _banner(stack: Any, demo: dict[str, Any]) -> None:
         f"""
 Paymux is running.
   gateway          {url}   (API docs: {url}/docs)
+  dashboard        {url}/dashboard   (sign in with either key below)
   Alipay sandbox   {stack.sandbox_url("alipay")}
   WeChat sandbox   {stack.sandbox_url("wechat")}
   admin key        {stack.admin_key}

@@ -102,4 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(reconciliation.router)
     app.include_router(merchant_statements.router)
+    from paymux.api import dashboard  # noqa: PLC0415 - own line, as reports
+
+    app.include_router(dashboard.router)
     return app

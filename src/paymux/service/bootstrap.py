@@ -135,6 +135,7 @@ def resolve_keks(settings: Settings) -> list[Kek]:
 
 
 async def close_gateway(gw: Gateway) -> None:
+    await gw.call_log.close(gw.db)
     for channel in gw.channels.values():
         await channel.aclose()
     await gw.redis.aclose()

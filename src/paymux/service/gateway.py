@@ -15,6 +15,7 @@ from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
 from paymux.service.outbox import Outbox
 from paymux.settings import Settings
+from paymux.store.channel_calls import ChannelCallLog
 from paymux.store.db import Database
 from paymux.store.ledger_repo import LedgerRepo
 
@@ -33,6 +34,7 @@ class Gateway:
     feebook: FeeBook
     ledger: LedgerRepo = field(default_factory=LedgerRepo)
     outbox: Outbox = field(default_factory=Outbox)
+    call_log: ChannelCallLog = field(default_factory=ChannelCallLog)
     clock: Callable[[], datetime] = utcnow
     circuits: ChannelCircuits = field(default_factory=lambda: ChannelCircuits(CircuitPolicy()))
     redis_round_trips: int = 0

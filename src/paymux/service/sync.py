@@ -26,6 +26,7 @@ from sqlalchemy import and_, or_, select, update
 from paymux import metrics, request_context, tracing
 from paymux.channels.base import ChannelResult, Outcome
 from paymux.domain.states import TransferStatus
+from paymux.service.channel_calls import recorded
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result, order_for, send_once
 from paymux.store.tables import transfers
@@ -122,7 +123,9 @@ async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
         outcome = "error"
         try:
             with tracing.span("channel.query", channel=channel.name):
-                result = await channel.query(order)
+                result = await recorded(
+                    gw, "query", channel.name, order.reference, channel.query(order)
+                )
             outcome = result.outcome.value
         except Exception:
             gw.circuits.record_fault(channel.name)

@@ -42,6 +42,7 @@ from paymux.domain.ledger import (
 from paymux.domain.routing import RoutingError, route
 from paymux.domain.states import TransferStatus, ledger_action, transition_path
 from paymux.service import circuits
+from paymux.service.channel_calls import recorded
 from paymux.service.errors import (
     IdempotencyKeyReused,
     InsufficientFundsError,
@@ -261,7 +262,9 @@ async def send_once(gw: Gateway, channel: Channel, order: TransferOrder) -> Chan
     try:
         with tracing.span("channel.send", channel=channel.name):
             async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
-                result = await channel.send(order)
+                result = await recorded(
+                    gw, "send", channel.name, order.reference, channel.send(order)
+                )
         outcome = result.outcome.value
         return result
     except TimeoutError:
@@ -449,7 +452,9 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
     metrics.channel_calls.labels(row["channel"], "cancel").inc()
     try:
         async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
-            result = await channel.cancel(order)
+            result = await recorded(
+                gw, "cancel", channel.name, order.reference, channel.cancel(order)
+            )
     except Exception:
         log.exception("cancel of %s failed", order.reference)
         result = ChannelResult(Outcome.PROCESSING, raw_status="paymux_cancel_error")
@@ -459,7 +464,9 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
         # Refused or unseen: the channel's current state tells which way it went.
         try:
             async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
-                state = await channel.query(order)
+                state = await recorded(
+                    gw, "query", channel.name, order.reference, channel.query(order)
+                )
         except Exception:
             log.exception("query after refused cancel of %s failed", order.reference)
             state = ChannelResult(Outcome.PROCESSING)

@@ -116,9 +116,12 @@ transfers = Table(
     Column("sync_attempts", Integer, nullable=False, default=0),
     UniqueConstraint("merchant_id", "idempotency_key", name="uq_transfers_merchant_idem"),
     Index("ix_transfers_merchant_id_id", "merchant_id", "id"),
-    # Held balance = sum of amount + fee of a merchant's transfers in flight.
-    Index("ix_transfers_merchant_status", "merchant_id", "status"),
+    # Held balance = sum of amount + fee of a merchant's transfers in flight; with `id`
+    # last, a merchant's transfers in one status also come newest first (dashboard lists).
+    Index("ix_transfers_merchant_status_id", "merchant_id", "status", "id"),
     Index("ix_transfers_status_next_sync", "status", "next_sync_at"),
+    # Every merchant's transfers in one status, newest first (the operators' dashboard).
+    Index("ix_transfers_status_id", "status", "id"),
     Index("ix_transfers_created_at", "created_at"),
     Index("ix_transfers_payee_account_hmac", "payee_account_hmac"),
 )
