@@ -107,22 +107,31 @@ class Stack:
         return self.redis_url
 
     def start_sandboxes(self) -> None:
-        for name, port in self.sandbox_ports.items():
-            argv = [
-                sys.executable,
-                "-m",
-                f"paymux_{name}.sandbox",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(self.data_dir / "sandbox" / name),
-                *self.sandbox_args.get(name, []),
-            ]
-            self._popen(f"sandbox-{name}", argv)
         for name in self.sandbox_ports:
-            wait_http(
-                f"{self.sandbox_url(name)}/__sandbox/health", proc=self.procs[f"sandbox-{name}"]
-            )
+            self._spawn_sandbox(name)
+        for name in self.sandbox_ports:
+            self._wait_sandbox(name)
+
+    def start_sandbox(self, name: str) -> None:
+        """Start (or restart, after ``stop("sandbox-<name>")``) one sandbox."""
+        self._spawn_sandbox(name)
+        self._wait_sandbox(name)
+
+    def _spawn_sandbox(self, name: str) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            f"paymux_{name}.sandbox",
+            "--port",
+            str(self.sandbox_ports[name]),
+            "--data-dir",
+            str(self.data_dir / "sandbox" / name),
+            *self.sandbox_args.get(name, []),
+        ]
+        self._popen(f"sandbox-{name}", argv)
+
+    def _wait_sandbox(self, name: str) -> None:
+        wait_http(f"{self.sandbox_url(name)}/__sandbox/health", proc=self.procs[f"sandbox-{name}"])
 
     def channel_settings(self) -> dict[str, dict[str, Any]]:
         return {

@@ -21,7 +21,7 @@ from paymux.devstack import free_port, wait_http
 from paymux.redis_embedded import EmbeddedRedis
 from paymux.service.faults import CRASH_EXIT_CODE
 from tests.e2e.conftest import Api, make_stack, new_merchant
-from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders
+from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders, wait_status
 from tests.faultproxy import FaultProxy
 from tests.support import fresh_database_url
 
@@ -191,3 +191,49 @@ def test_postgresql_blackholed_then_cut_answers_503_fast_and_heals(
     finally:
         stack.stop_all()
         proxy.stop()
+
+
+def test_a_dead_channel_opens_its_circuit_parks_transfers_and_sends_each_once_later(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    stack = make_stack(
+        tmp_path_factory.mktemp("circuit"),
+        redis_url,
+        PAYMUX_CIRCUIT_FAILURE_THRESHOLD="2",
+        PAYMUX_CIRCUIT_OPEN_SECONDS="2",
+    )
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        api = new_merchant(stack)
+        admin = httpx.Client(
+            base_url=stack.gateway_url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {stack.admin_key}"},
+        )
+        stack.stop("sandbox-alipay")  # connections refused from now on
+        ids = []
+        for n in range(2):  # no answer twice: the circuit opens
+            t = api.transfer(body(payee("alipay_account", f"cut{n}@example.com"))).json()
+            assert t["status"] == "processing", t
+            ids.append(t["id"])
+        assert api.get("/readyz").json()["checks"]["channels"]["alipay"] == "open"
+        metrics = admin.get("/metrics").text
+        assert 'paymux_channel_circuit_state{channel="alipay"} 2.0' in metrics
+        parked = api.transfer(body(payee("alipay_account", "parked@example.com")))
+        assert parked.status_code == 201, parked.text
+        view = parked.json()
+        assert view["status"] == "pending"
+        assert view["status_reason"] == "queued_for_send"
+        assert view["channel_circuit"] == "open"
+        ids.append(view["id"])
+        wechat = api.transfer(body(payee("wechat_openid", "o_other_channel"))).json()
+        assert wechat["status"] == "succeeded"  # one channel's circuit is its own
+        stack.start_sandbox("alipay")
+        for transfer_id in ids:
+            done = wait_status(api, transfer_id, "succeeded", timeout=60)
+            assert len(sandbox_orders(stack, "alipay", done["channel_reference"])) == 1
+        assert api.get("/readyz").json()["checks"]["channels"]["alipay"] == "closed"
+    finally:
+        stack.stop_all()
