@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     idempotency_lock_seconds: float = Field(default=5.0, gt=0.5)
 
     # Bounds on every dependency call (docs/RELIABILITY.md): an outage answers 503 quickly.
-    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    database_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    database_statement_timeout_seconds: float = Field(default=5.0, gt=0)
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     redis_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_command_timeout_seconds: float = Field(default=2.0, gt=0)

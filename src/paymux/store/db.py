@@ -60,17 +60,22 @@ class Counters:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Bounds on every database call, in seconds (settings: database_*_timeout_seconds)."""
+    """Bounds on every database call, in seconds (settings: database_*_timeout_seconds).
 
-    connect: float = 5.0
-    statement: float = 10.0
+    The serving gateway passes its settings; ``statement=None`` (the default, for offline
+    commands such as ``paymux ledger check`` over a large journal) bounds only connecting
+    and waiting for a pooled connection.
+    """
+
+    connect: float = 3.0
+    statement: float | None = None
     pool: float = 5.0
 
     @property
-    def client_statement(self) -> float:
+    def client_statement(self) -> float | None:
         # The server's statement_timeout fires first and cancels cleanly; this client-side
         # bound is for a server that does not answer at all (blackholed, frozen).
-        return self.statement + 2.0
+        return None if self.statement is None else self.statement + 1.0
 
 
 @contextmanager
@@ -101,13 +106,15 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.counters = Counters()
         self.timeouts = t = timeouts or Timeouts()
-        self._busy_ms = int(t.statement * 1000)
+        # SQLite: how long a writer waits for another process's write lock.
+        sqlite_wait = t.statement if t.statement is not None else 30.0
+        self._busy_ms = int(sqlite_wait * 1000)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": t.statement}
+            kwargs["connect_args"] = {"timeout": sqlite_wait}
             if database in ("", ":memory:"):
                 kwargs["poolclass"] = NullPool
             else:
@@ -119,11 +126,13 @@ class Database:
             kwargs["max_overflow"] = pool_size
             kwargs["pool_pre_ping"] = False
             kwargs["pool_timeout"] = t.pool
-            kwargs["connect_args"] = {
-                "timeout": t.connect,
-                "command_timeout": t.client_statement,
-                "server_settings": {"statement_timeout": str(int(t.statement * 1000))},
-            }
+            connect_args: dict[str, Any] = {"timeout": t.connect}
+            if t.statement is not None:
+                connect_args["command_timeout"] = t.client_statement
+                connect_args["server_settings"] = {
+                    "statement_timeout": str(int(t.statement * 1000))
+                }
+            kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer_engine: Engine | None = None
@@ -131,7 +140,7 @@ class Database:
         if self.is_sqlite:
             self._writer_engine = create_engine(
                 parsed.set(drivername="sqlite"),
-                connect_args={"timeout": t.statement},
+                connect_args={"timeout": sqlite_wait},
                 pool_size=1,
                 max_overflow=0,
             )
