@@ -237,7 +237,9 @@ class WechatChannel:
     def notification_ack(self, ok: bool) -> Ack:
         if ok:
             return Ack(204, b"", "application/json")
-        return Ack(500, _FAIL_ACK_BODY, "application/json")
+        # WeChat resends on any 4XX or 5XX with a {code, message} body; 400 keeps a refused
+        # (forged, malformed, unknown) notification from reading as a gateway failure.
+        return Ack(400, _FAIL_ACK_BODY, "application/json")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -11,14 +11,11 @@ from paymux.service.notifications import handle_notification
 
 router = APIRouter(prefix="/callbacks", tags=["channel callbacks"])
 
-MAX_NOTIFICATION_BYTES = 64 * 1024
-
 
 @router.post("/{channel}", summary="Asynchronous notification from a channel")
 async def channel_callback(channel: str, request: Request) -> Response:
+    # The size limit is enforced while the body streams (api/guards.py).
     body = await request.body()
-    if len(body) > MAX_NOTIFICATION_BYTES:
-        return Response(b"too large", status_code=413, media_type="text/plain")
     ack = await handle_notification(gateway(request), channel, request.headers, body)
     if ack is None:
         raise NotFound(f"no channel {channel}")

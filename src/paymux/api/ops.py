@@ -23,6 +23,7 @@ from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import FeeBook, entry_view
 from paymux.store import audit_repo
+from paymux.service.merchants import merchant_exists
 
 router = APIRouter(tags=["operations"])
 
@@ -107,10 +108,14 @@ async def add_fee_rule(
 ) -> Response:
     gw = gateway(request)
     body, _data = await read_model(request, FeeRuleCreate)
+    if body.channel not in gw.channels:
+        raise InvalidRequest(
+            f"no channel {body.channel} is configured", code_override="unknown_channel"
+        )
+    if body.merchant_id is not None and not await merchant_exists(gw, body.merchant_id):
+        raise InvalidRequest(f"no merchant {body.merchant_id}", code_override="unknown_merchant")
     now = gw.clock()
     effective = body.effective_at or now
-    if effective.tzinfo is None:
-        raise InvalidRequest("effective_at needs a UTC offset")
     try:
         entry = FeeScheduleEntry(
             kind=FeeKind(body.kind),

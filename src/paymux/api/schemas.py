@@ -1,19 +1,109 @@
-"""Request bodies. Money fields are StrictInt minor units; unknown fields are refused."""
+"""Request bodies. Money fields are StrictInt minor units; unknown fields are refused.
+
+Every field of a request uses the reusable types below, so each rule holds everywhere:
+
+- :func:`text`: NFC-normalised, then trimmed and length-checked; control characters (C0,
+  DEL, C1, including NUL) and lone surrogates are refused (PostgreSQL cannot store a NUL,
+  and a channel would receive whatever we accept).
+- :data:`DateTime`: an RFC 3339 string with an offset (``2026-01-01T08:00:00+08:00`` or
+  ``...Z``); a number is not a time and a naive time is ambiguous.
+- Integers carry bounds that fit their database column (:data:`Amount`, :data:`Minor`).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+import unicodedata
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from starlette.convertors import Convertor, register_url_convertor
 
 from paymux.domain.money import MAX_AMOUNT
 
+# C0, DEL, C1 controls and lone surrogates (not encodable as UTF-8).
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+NO_CONTROL_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def clean_text(value: Any) -> Any:
+    """NFC, then refuse control characters; non-strings are left to the type check."""
+    if not isinstance(value, str):
+        return value
+    value = unicodedata.normalize("NFC", value)
+    if CONTROL_CHARACTERS.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def text(max_length: int, *, min_length: int = 1, strip: bool = True) -> Any:
+    """A text field: NFC, no control characters, ``min..max`` characters after both."""
+    return Annotated[
+        str,
+        BeforeValidator(clean_text),
+        StringConstraints(
+            strip_whitespace=strip,
+            min_length=min_length,
+            max_length=max_length,
+            pattern=NO_CONTROL_PATTERN,
+        ),
+    ]
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-01-01T08:00:00Z")
+    try:
+        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("not a valid date-time") from None
+
+
+DateTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    Field(json_schema_extra={"format": "date-time", "type": "string"}),
+]
+
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Minor units (fen)")]
+# Non-negative minor units (fees, minimums): the same ceiling as an amount, far below int64.
+Minor = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT, description="Minor units (fen)")]
 Currency = Literal["CNY"]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+PayeeType = Literal["alipay_account", "wechat_openid", "bank_card"]
+ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")]
+Text = text(128)
+ID_PATTERN = r"[a-z][a-z0-9]*_[0-9A-Za-z]{26}"
+
+
+class IdConvertor(Convertor[str]):
+    """``{transfer_id:paymux_id}``: only a Paymux id matches, so a literal sibling path
+    (``/v1/transfers/quote``) answers 405 to other methods instead of "no transfer quote"."""
+
+    regex = ID_PATTERN
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("paymux_id", IdConvertor())
 
 
 class Strict(BaseModel):
@@ -21,11 +111,9 @@ class Strict(BaseModel):
 
 
 class Payee(Strict):
-    type: Literal["alipay_account", "wechat_openid", "bank_card"]
-    account: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    name: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None
-    ) = None
+    type: PayeeType
+    account: text(100)  # type: ignore[valid-type]
+    name: text(64) | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _card_needs_name(self) -> Payee:
@@ -42,36 +130,46 @@ class TransferCreate(Strict):
     currency: Currency
     payee: Payee
     channel: ChannelName | None = None
-    description: Text | None = None
+    description: Text | None = None  # type: ignore[valid-type]
     metadata: (
-        dict[
-            Annotated[str, StringConstraints(min_length=1, max_length=40)],
-            Annotated[str, StringConstraints(max_length=500)],
-        ]
+        dict[text(40, strip=False), text(500, min_length=0, strip=False)]  # type: ignore[valid-type]
         | None
     ) = Field(default=None, max_length=20)
 
 
 class MerchantCreate(Strict):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: text(200)  # type: ignore[valid-type]
 
 
 class TopupCreate(Strict):
     amount: Amount
     currency: Currency
-    description: Text | None = None
+    description: Text | None = None  # type: ignore[valid-type]
 
 
 class FeeRuleCreate(Strict):
     kind: Literal["price", "cost"]
-    merchant_id: str | None = None
+    merchant_id: ObjectId | None = None
     channel: ChannelName
-    payee_type: Literal["alipay_account", "wechat_openid", "bank_card"]
-    bps: Annotated[Decimal, Field(ge=0, le=10000)] | StrictInt = 0
-    fixed: Annotated[StrictInt, Field(ge=0)] = 0
-    minimum: Annotated[StrictInt, Field(ge=0)] = 0
-    maximum: Annotated[StrictInt, Field(ge=0)] | None = None
-    effective_at: datetime | None = None  # default: now
+    payee_type: PayeeType
+    # Stored as text (20 characters): at most 4 decimal places, 0..10000.
+    bps: Annotated[
+        Decimal,
+        Field(ge=0, le=10000, max_digits=9, decimal_places=4),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 10000},
+                    {"type": "string", "pattern": r"^(10000|[0-9]{1,4}(\.[0-9]{1,4})?)$"},
+                ],
+                "description": "Basis points (1/100 of a percent), 0 to 10000, 4 decimals",
+            }
+        ),
+    ] = Decimal(0)
+    fixed: Minor = 0
+    minimum: Minor = 0
+    maximum: Minor | None = None
+    effective_at: DateTime | None = None  # default: now
 
 
 Reference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]

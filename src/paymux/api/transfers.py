@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -13,8 +12,8 @@ from paymux import tracing
 from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
-from paymux.api.pagination import Cursor, Limit, aware, page
-from paymux.api.schemas import TransferCreate
+from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.schemas import DateTime, TransferCreate
 from paymux.domain.circuit import CircuitState
 from paymux.domain.failures import FailureCode
 from paymux.domain.states import TransferStatus, is_final
@@ -139,7 +138,7 @@ async def cancel_transfer(
     return await run_idempotent(gw, merchant_id, key, {"cancel": transfer_id}, handler)
 
 
-@router.get("/{transfer_id}", summary="Retrieve a transfer")
+@router.get("/{transfer_id:paymux_id}", summary="Retrieve a transfer")
 async def get_transfer(
     transfer_id: str,
     request: Request,
@@ -166,9 +165,9 @@ async def list_transfers(
     | None = None,
     failure_code: FailureCode | None = Query(None, description="Paymux failure code"),
     channel: str | None = Query(None, max_length=32),
-    created_gte: datetime | None = Query(None, description="Created at or after (ISO 8601)"),
-    created_lt: datetime | None = Query(None, description="Created before (ISO 8601)"),
-    merchant_id: str | None = Query(None, description="Operators only: one merchant"),
+    created_gte: DateTime | None = Query(None, description="Created at or after (RFC 3339)"),
+    created_lt: DateTime | None = Query(None, description="Created before (RFC 3339)"),
+    merchant_id: str | None = Query(None, max_length=40, description="Operators only"),
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:
@@ -179,8 +178,8 @@ async def list_transfers(
             status=status,
             failure_code=failure_code.value if failure_code else None,
             channel=channel,
-            created_gte=aware(created_gte, "created_gte"),
-            created_lt=aware(created_lt, "created_lt"),
+            created_gte=created_gte,
+            created_lt=created_lt,
             starting_after=cursor,
             limit=limit,
         ),

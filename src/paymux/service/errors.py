@@ -59,3 +59,11 @@ class Conflict(ServiceError):
 
 class TransferNotCancelable(ServiceError):
     status, code, title = 409, "transfer_not_cancelable", "Transfer cannot be canceled"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"

@@ -8,6 +8,7 @@ notification, good or bad, is stored for audit (the body, never our keys).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,14 @@ from paymux.store.tables import channel_notifications, transfers
 log = logging.getLogger(__name__)
 
 _MAX_STORED_BODY = 16_384
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(raw: bytes | str) -> str:
+    """Text any database column can hold: invalid UTF-8 and NUL (which PostgreSQL refuses in
+    text) become visible backslash escapes, so a hostile body is still kept for audit."""
+    text = raw.decode("utf-8", errors="backslashreplace") if isinstance(raw, bytes) else raw
+    return _UNSTORABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 async def _record(
@@ -45,11 +54,11 @@ async def _record(
         await conn.execute(
             channel_notifications.insert().values(
                 channel=channel,
-                reference=reference,
                 verified=verified,
                 result=result,
-                detail=(detail or "")[:256] or None,
-                body=body[:_MAX_STORED_BODY].decode("utf-8", errors="replace"),
+                reference=storable_text(reference)[:64] if reference is not None else None,
+                detail=storable_text(detail or "")[:256] or None,
+                body=storable_text(body[:_MAX_STORED_BODY]),
                 received_at=gw.clock(),
             )
         )

@@ -109,7 +109,9 @@ class Database:
         # SQLite: how long a writer waits for another process's write lock.
         sqlite_wait = t.statement if t.statement is not None else 30.0
         self._busy_ms = int(sqlite_wait * 1000)
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: a failing statement's error (and so the log) must not carry its
+        # parameters, which include payee accounts and names.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -141,6 +143,7 @@ class Database:
             self._writer_engine = create_engine(
                 parsed.set(drivername="sqlite"),
                 connect_args={"timeout": sqlite_wait},
+                hide_parameters=True,
                 pool_size=1,
                 max_overflow=0,
             )
