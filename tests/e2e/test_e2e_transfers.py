@@ -179,7 +179,9 @@ def test_validation_errors_change_nothing(merchant: Api) -> None:
         assert {"type", "title", "status", "detail", "code"} <= problem.keys()
     assert (
         merchant.client.post(
-            "/v1/transfers", content=b"{not json", headers={"Idempotency-Key": key}
+            "/v1/transfers",
+            content=b"{not json",
+            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
         ).status_code
         == 422
     )

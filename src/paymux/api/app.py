@@ -11,7 +11,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from paymux import __version__
-from paymux.api import balances, callbacks, guards, internal, merchants, ops, problems, transfers
+from paymux.api import (
+    balances,
+    callbacks,
+    guards,
+    internal,
+    merchants,
+    openapi,
+    ops,
+    problems,
+    transfers,
+)
 from paymux.service.access import Authenticator, gw_gate
 from paymux.service.batches import run_batch_loop
 from paymux.service.bootstrap import build_gateway, close_gateway
@@ -78,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     guards.install(app)  # inside the request-id middleware, so its refusals carry an id too
     from paymux.api.request_ids import RequestIdMiddleware  # noqa: PLC0415 - own line
 

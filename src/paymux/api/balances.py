@@ -9,13 +9,15 @@ from starlette.responses import Response
 
 from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
 from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.responses import BalanceOut, BalanceTransactionList
 from paymux.service import balances as svc
 
 router = APIRouter(prefix="/v1", tags=["balance"])
 
 
-@router.get("/balance", summary="Available and held balance")
+@router.get("/balance", responses=ok(BalanceOut), summary="Available and held balance")
 async def get_balance(
     request: Request,
     caller: Caller = Depends(merchant_scope("balance:read")),
@@ -25,7 +27,11 @@ async def get_balance(
     return json_response(200, await svc.balance(gateway(request), caller.merchant_id, currency))
 
 
-@router.get("/balance_transactions", summary="Every ledger entry that touched your balance")
+@router.get(
+    "/balance_transactions",
+    responses=ok(BalanceTransactionList),
+    summary="Every ledger entry that touched your balance",
+)
 async def list_balance_transactions(
     request: Request,
     caller: Caller = Depends(merchant_scope("balance:read")),

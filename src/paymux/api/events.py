@@ -11,7 +11,9 @@ from starlette.responses import Response
 from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.bodies import read_model
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
 from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.responses import EventList, EventWithDeliveries, RedeliveryOut
 from paymux.api.schemas import Strict
 from paymux.service import webhook_endpoints as svc
 
@@ -27,7 +29,7 @@ def _merchant(caller: Caller) -> str:
     return caller.merchant_id
 
 
-@router.get("", summary="List events, newest first")
+@router.get("", responses=ok(EventList), summary="List events, newest first")
 async def list_events(
     request: Request,
     caller: Caller = Depends(merchant_scope("events:read")),
@@ -47,7 +49,11 @@ async def list_events(
     return json_response(200, page([svc.event_view(r) for r in rows], more))
 
 
-@router.get("/{event_id}", summary="Retrieve an event and its webhook deliveries")
+@router.get(
+    "/{event_id}",
+    responses=ok(EventWithDeliveries),
+    summary="Retrieve an event and its webhook deliveries",
+)
 async def get_event(
     event_id: str, request: Request, caller: Caller = Depends(merchant_scope("events:read"))
 ) -> Response:
@@ -60,6 +66,7 @@ async def get_event(
 @router.post(
     "/{event_id}/redeliver",
     status_code=202,
+    responses=ok(RedeliveryOut, 202),
     openapi_extra={
         "requestBody": {
             "required": False,

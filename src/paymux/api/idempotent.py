@@ -61,6 +61,12 @@ def idempotency_key(request: Request) -> str:
         raise InvalidRequest(f"Idempotency-Key: {exc}") from None
 
 
+def idempotency_key_header(request: Request) -> str:
+    """The same check as a dependency (``key: str = Depends(idempotency_key_header)``), which
+    also puts the required header into the OpenAPI document (api/openapi.py)."""
+    return idempotency_key(request)
+
+
 def json_response(status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
     headers = {REPLAYED: "true"} if replayed else None
     return Response(

@@ -9,7 +9,9 @@ from starlette.responses import Response
 
 from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
-from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
+from paymux.api.idempotent import idempotency_key_header, json_response, run_idempotent
+from paymux.api.openapi import ok
+from paymux.api.responses import BalanceOut, MerchantCreated, MerchantList, TopupOut
 from paymux.api.schemas import MerchantCreate, TopupCreate
 from paymux.domain.access import Role
 from paymux.service import balances as bal
@@ -23,6 +25,7 @@ router = APIRouter(prefix="/v1/merchants", tags=["operators"])
     "",
     status_code=201,
     openapi_extra=body_schema(MerchantCreate),
+    responses=ok(MerchantCreated, 201),
     summary="Create a merchant; its secret key is shown once",
 )
 async def create_merchant(
@@ -33,7 +36,7 @@ async def create_merchant(
     return json_response(201, {**svc.merchant_view(row), "secret_key": secret})
 
 
-@router.get("", summary="List merchants")
+@router.get("", responses=ok(MerchantList), summary="List merchants")
 async def list_merchants(
     request: Request, _: Caller = Depends(operator_role(Role.viewer))
 ) -> Response:
@@ -53,15 +56,16 @@ async def list_merchants(
     "/{merchant_id}/topups",
     status_code=201,
     openapi_extra=body_schema(TopupCreate),
+    responses=ok(TopupOut, 201),
     summary="Credit a merchant's prefunded balance (requires Idempotency-Key)",
 )
 async def create_topup(
     merchant_id: str,
     request: Request,
     caller: Caller = Depends(operator_role(Role.operator, money_moving=True)),
+    key: str = Depends(idempotency_key_header),
 ) -> Response:
     gw = gateway(request)
-    key = idempotency_key(request)
     body, _data = await read_model(request, TopupCreate)
 
     async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
@@ -82,7 +86,9 @@ async def create_topup(
     )
 
 
-@router.get("/{merchant_id}/balance", summary="A merchant's balance (operators)")
+@router.get(
+    "/{merchant_id}/balance", responses=ok(BalanceOut), summary="A merchant's balance (operators)"
+)
 async def merchant_balance(
     merchant_id: str, request: Request, _: Caller = Depends(operator_role(Role.viewer))
 ) -> Response:

@@ -14,7 +14,9 @@ from starlette.responses import Response
 from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
 from paymux.api.problems import problem
+from paymux.api.responses import FeeRuleCreated, FeeScheduleOut, HealthOut, ReadyOut
 from paymux.api.schemas import FeeRuleCreate
 from paymux.domain.access import Role
 from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
@@ -28,7 +30,11 @@ from paymux.service.merchants import merchant_exists
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers (no dependency is asked)")
+@router.get(
+    "/healthz",
+    responses=ok(HealthOut),
+    summary="Liveness: the process answers (no dependency is asked)",
+)
 async def healthz() -> Response:
     return json_response(200, {"status": "ok"})
 
@@ -44,7 +50,11 @@ async def _check(probe: Awaitable[object], limit: float) -> str:
     return "ok"
 
 
-@router.get("/readyz", summary="Readiness: database, Redis and each channel's circuit")
+@router.get(
+    "/readyz",
+    responses=ok(ReadyOut),
+    summary="Readiness: database, Redis and each channel's circuit",
+)
 async def readyz(request: Request) -> Response:
     """Answers within ``readiness_timeout_seconds`` whatever the dependencies do. Not ready
     when the database or Redis is unreachable; a channel whose circuit is open is reported
@@ -80,7 +90,12 @@ async def metrics_endpoint(
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/fee_schedule", tags=["operators"], summary="Every fee and cost rule")
+@router.get(
+    "/v1/fee_schedule",
+    tags=["operators"],
+    responses=ok(FeeScheduleOut),
+    summary="Every fee and cost rule",
+)
 async def get_fee_schedule(
     request: Request, _: Caller = Depends(operator_role(Role.viewer))
 ) -> Response:
@@ -101,6 +116,7 @@ async def get_fee_schedule(
     status_code=201,
     tags=["operators"],
     openapi_extra=body_schema(FeeRuleCreate),
+    responses=ok(FeeRuleCreated, 201),
     summary="Add a versioned fee or cost rule, effective now or later",
 )
 async def add_fee_rule(

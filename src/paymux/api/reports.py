@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from paymux.api.auth import Caller, gateway, merchant_or_operator
 from paymux.api.idempotent import json_response
+from paymux.api.responses import FeeReportOut
 from paymux.service import reports as svc
 from paymux.service.errors import NotFound
 from paymux.service.merchants import merchant_exists
@@ -30,7 +31,17 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
     return CSV_TYPE in request.headers.get("accept", "").lower()
 
 
-@router.get("/fees", summary="Fees (and, for operators, channel cost and margin) per period")
+@router.get(
+    "/fees",
+    responses={
+        200: {
+            "model": FeeReportOut,
+            "description": "The report (JSON, or CSV with format=csv / Accept: text/csv)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Fees (and, for operators, channel cost and margin) per period",
+)
 async def fee_report(
     request: Request,
     caller: Caller = Depends(merchant_or_operator("reports:read")),

@@ -52,15 +52,16 @@ def clean_text(value: Any) -> Any:
 
 def text(max_length: int, *, min_length: int = 1, strip: bool = True) -> Any:
     """A text field: NFC, no control characters, ``min..max`` characters after both."""
+    # The validator listed last runs first: NFC and the control check, then the limits.
     return Annotated[
         str,
-        BeforeValidator(clean_text),
         StringConstraints(
             strip_whitespace=strip,
             min_length=min_length,
             max_length=max_length,
             pattern=NO_CONTROL_PATTERN,
         ),
+        BeforeValidator(clean_text),
     ]
 
 

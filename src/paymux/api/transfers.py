@@ -11,8 +11,15 @@ from starlette.responses import Response
 from paymux import tracing
 from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
 from paymux.api.bodies import body_schema, read_model
-from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
+from paymux.api.idempotent import (
+    idempotency_key,
+    idempotency_key_header,
+    json_response,
+    run_idempotent,
+)
+from paymux.api.openapi import IDEMPOTENCY_HEADER, ok
 from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.responses import QuoteOut, TransferList, TransferOut
 from paymux.api.schemas import DateTime, TransferCreate
 from paymux.domain.circuit import CircuitState
 from paymux.domain.failures import FailureCode
@@ -56,14 +63,15 @@ def _new(body: TransferCreate) -> svc.NewTransfer:
     "",
     status_code=201,
     openapi_extra=body_schema(TransferCreate),
+    responses=ok(TransferOut, 201, "Created (or the stored response of a replay)"),
     summary="Create a transfer (requires Idempotency-Key)",
 )
 async def create_transfer(
     request: Request,
     caller: Caller = Depends(merchant_scope("transfers:write", money_moving=True)),
+    key: str = Depends(idempotency_key_header),
 ) -> Response:
     gw = gateway(request)
-    key = idempotency_key(request)
     body, _ = await read_model(request, TransferCreate)
     merchant_id = caller.merchant_id
     assert merchant_id is not None
@@ -90,6 +98,7 @@ async def create_transfer(
 @router.post(
     "/quote",
     openapi_extra=body_schema(TransferCreate),
+    responses=ok(QuoteOut),
     summary="The fee a transfer would cost, without moving money",
 )
 async def quote_transfer(
@@ -116,7 +125,11 @@ async def quote_transfer(
 @router.post(
     "/{transfer_id}/cancel",
     summary="Cancel a transfer waiting for the payee's confirmation (Idempotency-Key optional)",
-    responses={409: {"description": "transfer_not_cancelable, with transfer_status"}},
+    responses={
+        **ok(TransferOut),
+        409: {"description": "transfer_not_cancelable, with transfer_status"},
+    },
+    openapi_extra={"parameters": [{**IDEMPOTENCY_HEADER, "required": False}]},
 )
 async def cancel_transfer(
     transfer_id: str,
@@ -138,7 +151,7 @@ async def cancel_transfer(
     return await run_idempotent(gw, merchant_id, key, {"cancel": transfer_id}, handler)
 
 
-@router.get("/{transfer_id:paymux_id}", summary="Retrieve a transfer")
+@router.get("/{transfer_id:paymux_id}", responses=ok(TransferOut), summary="Retrieve a transfer")
 async def get_transfer(
     transfer_id: str,
     request: Request,
@@ -149,7 +162,7 @@ async def get_transfer(
     return json_response(200, detail(gw, row, operator=caller.is_admin))
 
 
-@router.get("", summary="List transfers, newest first")
+@router.get("", responses=ok(TransferList), summary="List transfers, newest first")
 async def list_transfers(
     request: Request,
     caller: Caller = Depends(merchant_or_operator("transfers:read")),

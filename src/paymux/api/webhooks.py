@@ -11,7 +11,15 @@ from starlette.responses import Response
 from paymux.api.auth import Caller, gateway, merchant_scope
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
 from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.responses import (
+    AttemptList,
+    EndpointCreated,
+    EndpointList,
+    EndpointOut,
+    SecretRotated,
+)
 from paymux.api.schemas import Strict
 from paymux.service import webhook_endpoints as svc
 from paymux.service.access import audit_draft, record
@@ -72,6 +80,7 @@ def _merchant(caller: Caller) -> str:
     "",
     status_code=201,
     openapi_extra=body_schema(EndpointCreate),
+    responses=ok(EndpointCreated, 201),
     summary="Register a webhook endpoint; its signing secret is shown once",
 )
 async def create_endpoint(
@@ -90,7 +99,7 @@ async def create_endpoint(
     return json_response(201, {**view, "secret": secret})
 
 
-@router.get("", summary="List webhook endpoints, newest first")
+@router.get("", responses=ok(EndpointList), summary="List webhook endpoints, newest first")
 async def list_endpoints(
     request: Request,
     caller: Caller = Depends(merchant_scope("webhooks:read")),
@@ -103,7 +112,7 @@ async def list_endpoints(
     return json_response(200, page([svc.endpoint_view(r) for r in rows], more))
 
 
-@router.get("/{endpoint_id}", summary="Retrieve a webhook endpoint")
+@router.get("/{endpoint_id}", responses=ok(EndpointOut), summary="Retrieve a webhook endpoint")
 async def get_endpoint(
     endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:read"))
 ) -> Response:
@@ -114,6 +123,7 @@ async def get_endpoint(
 @router.patch(
     "/{endpoint_id}",
     openapi_extra=body_schema(EndpointUpdate),
+    responses=ok(EndpointOut),
     summary="Change an endpoint's URL, event types, description or enabled flag",
 )
 async def update_endpoint(
@@ -135,7 +145,12 @@ async def update_endpoint(
     return json_response(200, view)
 
 
-@router.delete("/{endpoint_id}", status_code=204, summary="Stop delivering to an endpoint")
+@router.delete(
+    "/{endpoint_id}",
+    status_code=204,
+    responses={204: {"description": "Deleted"}},
+    summary="Stop delivering to an endpoint",
+)
 async def delete_endpoint(
     endpoint_id: str, request: Request, caller: Caller = Depends(merchant_scope("webhooks:write"))
 ) -> Response:
@@ -152,6 +167,7 @@ async def delete_endpoint(
             "content": {"application/json": {"schema": SecretRotation.model_json_schema()}},
         }
     },
+    responses=ok(SecretRotated),
     summary="New signing secret (shown once); the old one signs too until the overlap ends",
 )
 async def rotate_secret(
@@ -179,7 +195,11 @@ async def rotate_secret(
     )
 
 
-@router.get("/{endpoint_id}/attempts", summary="Delivery attempts to an endpoint, newest first")
+@router.get(
+    "/{endpoint_id}/attempts",
+    responses=ok(AttemptList),
+    summary="Delivery attempts to an endpoint, newest first",
+)
 async def list_attempts(
     endpoint_id: str,
     request: Request,
