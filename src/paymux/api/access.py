@@ -6,19 +6,30 @@ under ``/v1/merchants/{id}/api_keys``, operators and their keys under ``/v1/oper
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field, StringConstraints
+from pydantic import Field
 from starlette.responses import Response
 
 from paymux.api.auth import Caller, Forbidden, gateway, merchant_scope, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
 from paymux.api.pagination import aware
-from paymux.api.schemas import Strict
+from paymux.api.responses import (
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    ApiKeyRolled,
+    AuditEventList,
+    OperatorCreated,
+    OperatorList,
+    OperatorOut,
+    RateLimitOut,
+)
+from paymux.api.schemas import CLEAN_TEXT, DateTime, Strict, text_limits
 from paymux.domain.access import (
     ALL_SCOPES,
     MERCHANT_SCOPES,
@@ -33,7 +44,7 @@ from paymux.store import audit_repo, keys_repo
 
 router = APIRouter(tags=["access"])
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, text_limits(100), CLEAN_TEXT]
 Scope = Literal[
     "*",
     "transfers:write",
@@ -99,6 +110,7 @@ def _created(view: dict[str, object], secret: str) -> Response:
     "/v1/api_keys",
     status_code=201,
     openapi_extra=body_schema(KeyCreate),
+    responses=ok(ApiKeyCreated, 201),
     summary="Create an API key (its secret is shown once)",
 )
 async def create_own_key(
@@ -122,14 +134,22 @@ async def create_own_key(
     return _created(svc.key_view(key), secret)
 
 
-@router.get("/v1/api_keys", summary="Your API keys (prefix and last use; never the secret)")
+@router.get(
+    "/v1/api_keys",
+    responses=ok(ApiKeyList),
+    summary="Your API keys (prefix and last use; never the secret)",
+)
 async def list_own_keys(
     request: Request, caller: Caller = Depends(merchant_scope("keys:read"))
 ) -> Response:
     return _list(await svc.list_keys(gateway(request), merchant_id=caller.merchant_id))
 
 
-@router.post("/v1/api_keys/{key_id}/revoke", summary="Revoke a key, at once, on every worker")
+@router.post(
+    "/v1/api_keys/{key_id}/revoke",
+    responses=ok(ApiKeyOut),
+    summary="Revoke a key, at once, on every worker",
+)
 async def revoke_own_key(
     key_id: str, request: Request, caller: Caller = Depends(merchant_scope("keys:write"))
 ) -> Response:
@@ -143,6 +163,7 @@ async def revoke_own_key(
 @router.post(
     "/v1/api_keys/{key_id}/roll",
     openapi_extra=body_schema(KeyRoll),
+    responses=ok(ApiKeyRolled),
     summary="Replace a key; the old one keeps working for overlap_seconds",
 )
 async def roll_own_key(
@@ -183,6 +204,7 @@ async def roll_own_key(
     status_code=201,
     tags=["operators"],
     openapi_extra=body_schema(KeyCreate),
+    responses=ok(ApiKeyCreated, 201),
     summary="Create an API key for a merchant",
 )
 async def create_merchant_key(
@@ -199,7 +221,12 @@ async def create_merchant_key(
     return _created(svc.key_view(key), secret)
 
 
-@router.get("/v1/merchants/{merchant_id}/api_keys", tags=["operators"], summary="A merchant's keys")
+@router.get(
+    "/v1/merchants/{merchant_id}/api_keys",
+    tags=["operators"],
+    responses=ok(ApiKeyList),
+    summary="A merchant's keys",
+)
 async def list_merchant_keys(
     merchant_id: str, request: Request, _: Caller = Depends(operator_role(Role.viewer))
 ) -> Response:
@@ -209,6 +236,7 @@ async def list_merchant_keys(
 @router.post(
     "/v1/merchants/{merchant_id}/api_keys/{key_id}/revoke",
     tags=["operators"],
+    responses=ok(ApiKeyOut),
     summary="Revoke a merchant's key",
 )
 async def revoke_merchant_key(
@@ -225,6 +253,7 @@ async def revoke_merchant_key(
 @router.post(
     "/v1/merchants/{merchant_id}/api_keys/{key_id}/roll",
     tags=["operators"],
+    responses=ok(ApiKeyRolled),
     openapi_extra=body_schema(KeyRoll),
     summary="Roll a merchant's key with an overlap window",
 )
@@ -254,7 +283,10 @@ async def roll_merchant_key(
 
 
 @router.get(
-    "/v1/merchants/{merchant_id}/rate_limit", tags=["operators"], summary="A merchant's rate limit"
+    "/v1/merchants/{merchant_id}/rate_limit",
+    tags=["operators"],
+    responses=ok(RateLimitOut),
+    summary="A merchant's rate limit",
 )
 async def get_rate_limit(
     merchant_id: str, request: Request, _: Caller = Depends(operator_role(Role.viewer))
@@ -269,6 +301,7 @@ async def get_rate_limit(
     "/v1/merchants/{merchant_id}/rate_limit",
     tags=["operators"],
     openapi_extra=body_schema(RateLimitPut),
+    responses=ok(RateLimitOut),
     summary="Set a merchant's per-key rate limit",
 )
 async def put_rate_limit(
@@ -292,6 +325,7 @@ async def put_rate_limit(
     status_code=201,
     tags=["operators"],
     openapi_extra=body_schema(OperatorCreate),
+    responses=ok(OperatorCreated, 201),
     summary="Create an operator and its first key (the secret is shown once)",
 )
 async def create_operator(
@@ -307,7 +341,7 @@ async def create_operator(
     )
 
 
-@router.get("/v1/operators", tags=["operators"], summary="Operators")
+@router.get("/v1/operators", tags=["operators"], responses=ok(OperatorList), summary="Operators")
 async def list_operators(
     request: Request, _: Caller = Depends(operator_role(Role.admin))
 ) -> Response:
@@ -318,6 +352,7 @@ async def list_operators(
     "/v1/operators/{operator_id}",
     tags=["operators"],
     openapi_extra=body_schema(OperatorUpdate),
+    responses=ok(OperatorOut),
     summary="Change an operator's role, or disable the operator (and so all its keys)",
 )
 async def update_operator(
@@ -336,6 +371,7 @@ async def update_operator(
     status_code=201,
     tags=["operators"],
     openapi_extra=body_schema(KeyCreate),
+    responses=ok(ApiKeyCreated, 201),
     summary="Another key for an operator",
 )
 async def create_operator_key(
@@ -352,7 +388,10 @@ async def create_operator_key(
 
 
 @router.get(
-    "/v1/operators/{operator_id}/api_keys", tags=["operators"], summary="An operator's keys"
+    "/v1/operators/{operator_id}/api_keys",
+    tags=["operators"],
+    responses=ok(ApiKeyList),
+    summary="An operator's keys",
 )
 async def list_operator_keys(
     operator_id: str, request: Request, _: Caller = Depends(operator_role(Role.admin))
@@ -361,7 +400,10 @@ async def list_operator_keys(
 
 
 @router.post(
-    "/v1/operator_keys/{key_id}/revoke", tags=["operators"], summary="Revoke an operator key"
+    "/v1/operator_keys/{key_id}/revoke",
+    tags=["operators"],
+    responses=ok(ApiKeyOut),
+    summary="Revoke an operator key",
 )
 async def revoke_operator_key(
     key_id: str, request: Request, caller: Caller = Depends(operator_role(Role.admin))
@@ -379,7 +421,12 @@ async def revoke_operator_key(
 # ------------------------------------------------------------ audit log
 
 
-@router.get("/v1/audit_events", tags=["operators"], summary="The audit log, newest first")
+@router.get(
+    "/v1/audit_events",
+    tags=["operators"],
+    responses=ok(AuditEventList),
+    summary="The audit log, newest first",
+)
 async def list_audit_events(
     request: Request,
     _: Caller = Depends(operator_role(Role.viewer)),
@@ -387,8 +434,8 @@ async def list_audit_events(
     action: str | None = Query(None, max_length=60),
     object_id: str | None = Query(None, max_length=80),
     actor_key_id: str | None = Query(None, max_length=40),
-    occurred_gte: datetime | None = Query(None, description="At or after (RFC 3339)"),
-    occurred_lt: datetime | None = Query(None, description="Before (RFC 3339)"),
+    occurred_gte: DateTime | None = Query(None, description="At or after (RFC 3339)"),
+    occurred_lt: DateTime | None = Query(None, description="Before (RFC 3339)"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, pattern=r"^[0-9]{1,18}$", description="next_cursor"),
 ) -> Response:

@@ -24,8 +24,8 @@ from paymux.service import gauges
 from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import FeeBook, entry_view
-from paymux.store import audit_repo
 from paymux.service.merchants import merchant_exists
+from paymux.store import audit_repo
 
 router = APIRouter(tags=["operations"])
 

@@ -248,3 +248,76 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: Literal["ready"]
     checks: dict[str, Any]
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    object: Literal["api_key"]
+    name: str | None
+    prefix: str
+    scopes: list[str]
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
+    merchant_id: str | None = Field(None, description="Merchant keys")
+    operator_id: str | None = Field(None, description="Operator keys")
+    role: str | None = Field(None, description="Operator keys")
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="Shown once")
+
+
+class ApiKeyList(ListOf):
+    data: list[ApiKeyOut]
+
+
+class ApiKeyRolled(BaseModel):
+    object: Literal["api_key_roll"]
+    old: ApiKeyOut
+    new: ApiKeyCreated
+
+
+class RateLimitOut(BaseModel):
+    object: Literal["rate_limit"]
+    merchant_id: str
+    per_second: int
+    burst: int
+
+
+class OperatorOut(BaseModel):
+    id: str
+    object: Literal["operator"]
+    name: str
+    role: str
+    created_at: Timestamp
+    disabled_at: Timestamp | None
+
+
+class OperatorCreated(OperatorOut):
+    api_key: ApiKeyCreated
+
+
+class OperatorList(ListOf):
+    data: list[OperatorOut]
+
+
+class AuditEventOut(BaseModel):
+    object: Literal["audit_event"]
+    seq: int
+    id: str
+    occurred_at: str
+    action: str
+    object_type: str
+    object_id: str | None
+    merchant_id: str | None
+    actor_key_id: str | None
+    actor_kind: str
+    actor_role: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditEventList(ListOf):
+    data: list[AuditEventOut]

@@ -2,7 +2,8 @@
 
 Every field of a request uses the reusable types below, so each rule holds everywhere:
 
-- :func:`text`: NFC-normalised, then trimmed and length-checked; control characters (C0,
+- text (``Annotated[str, text_limits(n), CLEAN_TEXT]``): NFC-normalised, then trimmed and
+  length-checked; control characters (C0,
   DEL, C1, including NUL) and lone surrogates are refused (PostgreSQL cannot store a NUL,
   and a channel would receive whatever we accept).
 - :data:`DateTime`: an RFC 3339 string with an offset (``2026-01-01T08:00:00+08:00`` or
@@ -50,19 +51,18 @@ def clean_text(value: Any) -> Any:
     return value
 
 
-def text(max_length: int, *, min_length: int = 1, strip: bool = True) -> Any:
-    """A text field: NFC, no control characters, ``min..max`` characters after both."""
-    # The validator listed last runs first: NFC and the control check, then the limits.
-    return Annotated[
-        str,
-        StringConstraints(
-            strip_whitespace=strip,
-            min_length=min_length,
-            max_length=max_length,
-            pattern=NO_CONTROL_PATTERN,
-        ),
-        BeforeValidator(clean_text),
-    ]
+def text_limits(max_length: int, *, min_length: int = 1, strip: bool = True) -> StringConstraints:
+    return StringConstraints(
+        strip_whitespace=strip,
+        min_length=min_length,
+        max_length=max_length,
+        pattern=NO_CONTROL_PATTERN,
+    )
+
+
+# A text field is ``Annotated[str, text_limits(n), CLEAN_TEXT]``: the validator listed last
+# runs first, so NFC and the control check come before trimming and the length limits.
+CLEAN_TEXT = BeforeValidator(clean_text)
 
 
 def _rfc3339(value: Any) -> Any:
@@ -87,7 +87,7 @@ Currency = Literal["CNY"]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
 PayeeType = Literal["alipay_account", "wechat_openid", "bank_card"]
 ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")]
-Text = text(128)
+Text = Annotated[str, text_limits(128), CLEAN_TEXT]
 ID_PATTERN = r"[a-z][a-z0-9]*_[0-9A-Za-z]{26}"
 
 
@@ -113,8 +113,8 @@ class Strict(BaseModel):
 
 class Payee(Strict):
     type: PayeeType
-    account: text(100)  # type: ignore[valid-type]
-    name: text(64) | None = None  # type: ignore[valid-type]
+    account: Annotated[str, text_limits(100), CLEAN_TEXT]
+    name: Annotated[str, text_limits(64), CLEAN_TEXT] | None = None
 
     @model_validator(mode="after")
     def _card_needs_name(self) -> Payee:
@@ -131,21 +131,24 @@ class TransferCreate(Strict):
     currency: Currency
     payee: Payee
     channel: ChannelName | None = None
-    description: Text | None = None  # type: ignore[valid-type]
+    description: Text | None = None
     metadata: (
-        dict[text(40, strip=False), text(500, min_length=0, strip=False)]  # type: ignore[valid-type]
+        dict[
+            Annotated[str, text_limits(40, strip=False), CLEAN_TEXT],
+            Annotated[str, text_limits(500, min_length=0, strip=False), CLEAN_TEXT],
+        ]
         | None
     ) = Field(default=None, max_length=20)
 
 
 class MerchantCreate(Strict):
-    name: text(200)  # type: ignore[valid-type]
+    name: Annotated[str, text_limits(200), CLEAN_TEXT]
 
 
 class TopupCreate(Strict):
     amount: Amount
     currency: Currency
-    description: Text | None = None  # type: ignore[valid-type]
+    description: Text | None = None
 
 
 class FeeRuleCreate(Strict):
