@@ -23,7 +23,7 @@ from tests.e2e.conftest import admin_client, make_stack, new_merchant
 
 SEED = "20261126"
 MAX_EXAMPLES = os.environ.get("PAYMUX_FUZZ_MAX_EXAMPLES", "25")
-MAX_SECONDS = os.environ.get("PAYMUX_FUZZ_MAX_SECONDS", "100")
+MAX_SECONDS = os.environ.get("PAYMUX_FUZZ_MAX_SECONDS", "90")
 CHECKS = ",".join(
     [
         "not_a_server_error",
