@@ -11,7 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
+from paymux.api import guards
 from paymux.service.merchants import create_merchant
 from tests.store.store_support import ADMIN
 
@@ -281,3 +285,22 @@ async def test_metadata_text_is_checked_too(
     body = {**transfer_body(), "metadata": metadata}
     r = await post_json(api, "/v1/transfers", json.dumps(body).encode(), await merchant_key(gw))
     assert_problem(r, 422, "validation_error")
+
+
+# --- headers ----------------------------------------------------------------------------
+
+
+async def test_a_pages_own_csp_gets_frame_ancestors(api: httpx.AsyncClient) -> None:
+    async def page(_: Any) -> HTMLResponse:
+        return HTMLResponse("<p>hi</p>", headers={"Content-Security-Policy": "default-src 'self'"})
+
+    app = Starlette(routes=[Route("/dashboard", page)])
+    guards.install(app)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://paymux.test"
+    ) as client:
+        r = await client.get("/dashboard")
+    assert r.headers["content-security-policy"] == "default-src 'self'; frame-ancestors 'none'"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["strict-transport-security"].startswith("max-age=")
+    assert r.headers["cache-control"] == "no-store"
