@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from paymux.api.auth import Caller, gateway, merchant_or_operator, merchant_scope
-from paymux.api.bodies import body_schema, validate
-from paymux.api.idempotent import idempotency_key, json_response, run_idempotent
+from paymux.api.bodies import body_schema, parse_json, validate
+from paymux.api.guards import BATCH_BODY_LIMIT
+from paymux.api.idempotent import idempotency_key_header, json_response, run_idempotent
+from paymux.api.openapi import ok
 from paymux.api.pagination import Cursor, Limit, page
+from paymux.api.responses import TransferBatchItemList, TransferBatchOut
 from paymux.api.schemas import TransferBatchCreate
 from paymux.domain.batches import MAX_ITEMS
 from paymux.service import batches as svc
@@ -23,7 +24,7 @@ from paymux.service.transfers import NewTransfer
 
 router = APIRouter(prefix="/v1/transfer_batches", tags=["transfer batches"])
 
-MAX_BATCH_BYTES = 2 * 1024 * 1024
+MAX_BATCH_BYTES = BATCH_BODY_LIMIT  # also enforced while streaming (api/guards.py)
 CSV_COLUMNS = (
     "reference",
     "amount",
@@ -124,15 +125,18 @@ def _new_item(item: Any) -> svc.NewItem:
         " (then `?all_or_nothing=true`)."
     ),
     openapi_extra=_BODY_SCHEMA,
-    responses={402: {"description": "all_or_nothing batch does not fit the balance"}},
+    responses={
+        **ok(TransferBatchOut, 202, "Accepted (or the stored response of a replay)"),
+        402: {"description": "all_or_nothing batch does not fit the balance"},
+    },
 )
 async def create_batch(
     request: Request,
     caller: Caller = Depends(merchant_scope("transfers:write", money_moving=True)),
+    key: str = Depends(idempotency_key_header),
     all_or_nothing: bool = Query(False, description="CSV bodies only (JSON: in the body)"),
 ) -> Response:
     gw = gateway(request)
-    key = idempotency_key(request)
     merchant_id = caller.merchant_id
     assert merchant_id is not None
     declared = request.headers.get("content-length")
@@ -167,14 +171,16 @@ async def create_batch(
 
 
 def parse_json_batch(raw: bytes) -> Any:
-    """JSON with floats as Decimal (money stays exact); the batch size bound applies."""
-    try:
-        return json.loads(raw or b"{}", parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    """JSON with floats as Decimal (money stays exact), depth and duplicate keys checked;
+    the batch size bound applies."""
+    return parse_json(raw, limit=MAX_BATCH_BYTES)
 
 
-@router.get("/{batch_id}", summary="Retrieve a batch: counts per status, totals, fees")
+@router.get(
+    "/{batch_id}",
+    responses=ok(TransferBatchOut),
+    summary="Retrieve a batch: counts per status, totals, fees",
+)
 async def get_batch(
     batch_id: str,
     request: Request,
@@ -184,7 +190,11 @@ async def get_batch(
     return json_response(200, view)
 
 
-@router.get("/{batch_id}/items", summary="A batch's items in request order, with their transfers")
+@router.get(
+    "/{batch_id}/items",
+    responses=ok(TransferBatchItemList),
+    summary="A batch's items in request order, with their transfers",
+)
 async def list_batch_items(
     batch_id: str,
     request: Request,

@@ -30,6 +30,7 @@ from paymux.api.problems import PROBLEM_BASE, PROBLEM_TYPE
 DEFAULT_BODY_LIMIT = 64 * 1024
 # Channel notifications are a few KB (Alipay form fields, a WeChat encrypted resource).
 CALLBACK_BODY_LIMIT = 64 * 1024
+BATCH_BODY_LIMIT = 2 * 1024 * 1024  # up to 1,000 transfers (JSON or CSV)
 BODY_LIMIT_SCOPE_KEY = "paymux.body_limit"
 JSON_PREFIXES = ("/v1/",)
 HSTS = "max-age=63072000; includeSubDomains"
@@ -51,6 +52,8 @@ class BodyLimits:
 
     default: int = DEFAULT_BODY_LIMIT
     by_prefix: dict[str, int] = field(default_factory=dict)
+    # Media types a prefix accepts besides JSON (e.g. CSV batches).
+    also_accept: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def for_path(self, path: str) -> int:
         best, limit = -1, self.default
@@ -58,6 +61,14 @@ class BodyLimits:
             if path.startswith(prefix) and len(prefix) > best:
                 best, limit = len(prefix), value
         return limit
+
+    def accepts(self, path: str, content_type: str) -> bool:
+        if is_json_media_type(content_type):
+            return True
+        media = content_type.split(";", 1)[0].strip().lower()
+        return any(
+            path.startswith(prefix) and media in types for prefix, types in self.also_accept.items()
+        )
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -118,7 +129,10 @@ def _security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
 def install(app: Starlette, limits: BodyLimits | None = None) -> None:
     """Add the guard; ``app.state.body_limits`` lets a router raise its own prefix's limit
     (``app.state.body_limits.by_prefix["/v1/transfer_batches"] = 1 << 20``)."""
-    app.state.body_limits = limits or BodyLimits(by_prefix={"/callbacks/": CALLBACK_BODY_LIMIT})
+    app.state.body_limits = limits or BodyLimits(
+        by_prefix={"/callbacks/": CALLBACK_BODY_LIMIT, "/v1/transfer_batches": BATCH_BODY_LIMIT},
+        also_accept={"/v1/transfer_batches": ("text/csv",)},
+    )
     app.add_middleware(GuardMiddleware, limits=app.state.body_limits)
 
 
@@ -197,7 +211,7 @@ class GuardMiddleware:
             has_body
             and scope["method"] in _METHODS_WITH_BODY
             and path.startswith(JSON_PREFIXES)
-            and not is_json_media_type(_header(scope, b"content-type") or "")
+            and not self.limits.accepts(path, _header(scope, b"content-type") or "")
         ):
             return _problem(
                 415,

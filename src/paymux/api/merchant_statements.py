@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from paymux.api.auth import Caller, gateway, merchant_or_operator
 from paymux.api.idempotent import json_response
+from paymux.api.responses import StatementOut
 from paymux.service import statements as svc
 from paymux.service.errors import InvalidRequest, NotFound
 from paymux.service.merchants import merchant_exists
@@ -108,7 +109,17 @@ def statement_csv(view: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-@router.get("", summary="A merchant's statement of one business day (JSON or CSV)")
+@router.get(
+    "",
+    responses={
+        200: {
+            "model": StatementOut,
+            "description": "OK",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="A merchant's statement of one business day (JSON or CSV)",
+)
 async def get_statement(
     request: Request,
     caller: Caller = Depends(merchant_or_operator("balance:read")),

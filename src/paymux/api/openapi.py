@@ -165,6 +165,10 @@ def _complete_operation(
     if idempotent:
         statuses |= {402, 409}
     responses = operation["responses"]
+    described = [s for s, r in responses.items() if s.startswith("2") and not _empty(r)]
+    for status in [s for s, r in responses.items() if s.startswith("2") and _empty(r)]:
+        if described:  # FastAPI's default 200 next to the status the route really answers
+            responses.pop(status)
     for declared in responses.values():
         content = declared.get("content", {})
         # FastAPI's default empty JSON schema, next to the content the route declared itself
@@ -177,6 +181,11 @@ def _complete_operation(
             responses[str(status)] = {"description": ERROR_TITLES[status], "content": problem}
         else:  # the route documented its own (e.g. a channel's refusal): problems too
             declared.setdefault("content", {}).update(problem)
+
+
+def _empty(response: dict[str, Any]) -> bool:
+    content = response.get("content")
+    return content is not None and all(c.get("schema") in (None, {}) for c in content.values())
 
 
 def install(app: FastAPI) -> None:

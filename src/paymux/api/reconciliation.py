@@ -22,6 +22,8 @@ from starlette.responses import Response
 from paymux.api.auth import Caller, gateway, operator_role
 from paymux.api.bodies import body_schema, read_model
 from paymux.api.idempotent import json_response
+from paymux.api.openapi import ok
+from paymux.api.responses import DiscrepancyOut, ReconciliationResultOut, ReconciliationRunList
 from paymux.domain.access import Role
 from paymux.domain.reconciliation import Discrepancy, DiscrepancyKind, DiscrepancyState, RunRecord
 from paymux.service import reconciliation as svc
@@ -124,8 +126,10 @@ def discrepancies_csv(rows: list[Discrepancy]) -> str:
 
 @router.post(
     "/runs",
+    status_code=201,
     summary="Reconcile one channel's statement of one business day now",
     openapi_extra=body_schema(RunRequest),
+    responses=ok(ReconciliationResultOut, 201),
 )
 async def create_run(
     request: Request, _: Caller = Depends(operator_role(Role.operator))
@@ -136,7 +140,7 @@ async def create_run(
     return json_response(201, result_view(result))
 
 
-@router.get("/runs", summary="Recent reconciliation runs")
+@router.get("/runs", responses=ok(ReconciliationRunList), summary="Recent reconciliation runs")
 async def list_runs(
     request: Request,
     _: Caller = Depends(operator_role(Role.viewer)),
@@ -147,7 +151,17 @@ async def list_runs(
     return json_response(200, {"object": "list", "data": [run_view(r) for r in runs]})
 
 
-@router.get("/runs/{run_id}", summary="A run with its discrepancies (JSON or CSV)")
+@router.get(
+    "/runs/{run_id}",
+    responses={
+        200: {
+            "model": ReconciliationResultOut,
+            "description": "OK",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="A run with its discrepancies (JSON or CSV)",
+)
 async def get_run(
     request: Request,
     run_id: str,
@@ -175,6 +189,7 @@ async def get_run(
     "/discrepancies/{discrepancy_id}/resolve",
     summary="Close an open discrepancy with a written reason (kept with who and when)",
     openapi_extra=body_schema(ResolveRequest),
+    responses=ok(DiscrepancyOut),
 )
 async def resolve(
     request: Request,

@@ -321,3 +321,77 @@ class AuditEventOut(BaseModel):
 
 class AuditEventList(ListOf):
     data: list[AuditEventOut]
+
+
+class BatchTotals(BaseModel):
+    amount: int
+    fee: int
+    currency: str
+
+
+class TransferBatchOut(BaseModel):
+    id: str
+    object: Literal["transfer_batch"]
+    status: str
+    all_or_nothing: bool
+    item_count: int
+    counts: dict[str, int]
+    totals: BatchTotals
+    created_at: Timestamp
+    completed_at: Timestamp | None
+
+
+class TransferBatchItemOut(BaseModel):
+    id: str
+    object: Literal["transfer_batch_item"]
+    reference: str
+    status: str
+    failure_code: str | None
+    transfer: TransferOut | None
+
+
+class TransferBatchItemList(ListOf):
+    data: list[TransferBatchItemOut]
+
+
+class DiscrepancyOut(BaseModel):
+    id: str
+    object: Literal["reconciliation_discrepancy"]
+    channel: str
+    date: str
+    kind: str
+    state: str
+    severity: str
+
+
+class ReconciliationRunOut(BaseModel):
+    id: str
+    object: Literal["reconciliation_run"]
+    channel: str
+    date: str
+    status: str
+    trigger: str
+    summary: Any
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class ReconciliationResultOut(ReconciliationRunOut):
+    open: int
+    discrepancies: list[DiscrepancyOut]
+
+
+class ReconciliationRunList(BaseModel):
+    object: Literal["list"]
+    data: list[ReconciliationRunOut]
+
+
+class StatementOut(BaseModel):
+    object: Literal["statement"]
+    merchant_id: str
+    date: str
+    currency: str
+    opening_balance: int
+    movements: list[dict[str, Any]]
+    movement_total: int
+    closing_balance: int
