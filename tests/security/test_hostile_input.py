@@ -304,3 +304,11 @@ async def test_a_pages_own_csp_gets_frame_ancestors(api: httpx.AsyncClient) -> N
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["strict-transport-security"].startswith("max-age=")
     assert r.headers["cache-control"] == "no-store"
+
+
+async def test_audit_events_of_a_merchant_list_without_a_500(api: httpx.AsyncClient) -> None:
+    # Found by the schemathesis run: the rows' keys were not plain str for orjson.
+    m = (await api.post("/v1/merchants", json={"name": "audited"}, headers=ADMIN)).json()
+    r = await api.get("/v1/audit_events", params={"merchant_id": m["id"]}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"], r.text

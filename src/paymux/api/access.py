@@ -455,7 +455,8 @@ async def list_audit_events(
     data = [
         {
             "object": "audit_event",
-            **{k: v for k, v in r.items() if k not in ("before", "after")},
+            # str(): column names can be SQLAlchemy's quoted_name, a str subclass orjson refuses
+            **{str(k): v for k, v in r.items() if k not in ("before", "after")},
             "before": orjson.loads(r["before"]) if r["before"] else None,
             "after": orjson.loads(r["after"]) if r["after"] else None,
         }
