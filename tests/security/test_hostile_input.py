@@ -312,3 +312,9 @@ async def test_audit_events_of_a_merchant_list_without_a_500(api: httpx.AsyncCli
     r = await api.get("/v1/audit_events", params={"merchant_id": m["id"]}, headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["data"], r.text
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "2026-01-01"])
+async def test_audit_filters_are_rfc3339_too(api: httpx.AsyncClient, value: str) -> None:
+    r = await api.get("/v1/audit_events", params={"occurred_lt": value}, headers=ADMIN)
+    assert_problem(r, 422, "validation_error")
