@@ -292,7 +292,8 @@ async def test_metadata_text_is_checked_too(
 
 async def test_a_pages_own_csp_gets_frame_ancestors(api: httpx.AsyncClient) -> None:
     async def page(_: Any) -> HTMLResponse:
-        return HTMLResponse("<p>hi</p>", headers={"Content-Security-Policy": "default-src 'self'"})
+        own = {"Content-Security-Policy": "default-src 'self'", "X-Frame-Options": "DENY"}
+        return HTMLResponse("<p>hi</p>", headers=own)
 
     app = Starlette(routes=[Route("/dashboard", page)])
     guards.install(app)
@@ -301,7 +302,7 @@ async def test_a_pages_own_csp_gets_frame_ancestors(api: httpx.AsyncClient) -> N
     ) as client:
         r = await client.get("/dashboard")
     assert r.headers["content-security-policy"] == "default-src 'self'; frame-ancestors 'none'"
-    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-frame-options"] == "DENY"  # once, not "DENY, DENY"
     assert r.headers["strict-transport-security"].startswith("max-age=")
     assert r.headers["cache-control"] == "no-store"
 

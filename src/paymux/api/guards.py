@@ -114,15 +114,18 @@ def _security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
     present = {k.lower() for k, _ in headers}
     if b"cache-control" not in present:
         headers.append((b"cache-control", b"no-store"))
-    headers.append((b"x-content-type-options", b"nosniff"))
-    headers.append((b"x-frame-options", b"DENY"))
+    if b"x-content-type-options" not in present:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if b"x-frame-options" not in present:
+        headers.append((b"x-frame-options", b"DENY"))
     for i, (key, value) in enumerate(headers):
         if key.lower() == b"content-security-policy" and b"frame-ancestors" not in value:
             headers[i] = (key, value.rstrip(b"; ") + b"; frame-ancestors 'none'")
     if b"content-security-policy" not in present:
         headers.append((b"content-security-policy", b"frame-ancestors 'none'"))
     forwarded = (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
-    if scope.get("scheme") == "https" or forwarded == "https":
+    tls = scope.get("scheme") == "https" or forwarded == "https"
+    if tls and b"strict-transport-security" not in present:
         headers.append((b"strict-transport-security", HSTS.encode()))
 
 
