@@ -1,19 +1,23 @@
 """Redis side of authentication: key versions (revocation), per-key rate limits (GCRA) and
 failed-authentication counters.
 
-Every authenticated request costs ONE Redis round trip (:meth:`AccessGate.admit`): a Lua
-script that reads the key's version (bumped on revoke, roll or any change, so every worker's
-in-process key cache notices at once), records last use, and applies the key's rate limit.
+Every authenticated request costs ONE Redis round trip: either :meth:`AccessGate.admit`, a
+Lua script that reads the key's version (bumped on revoke, roll or any change, so every
+worker's in-process key cache notices at once), records last use and applies the key's rate
+limit; or, on money-moving routes, the same work folded into the idempotency claim
+(:class:`GateRequest`, see ``paymux.idempotency``), so a replay costs one round trip in all
+and is not charged against the limit.
 
 The rate limit is GCRA (the generic cell rate algorithm, as in redis-cell and
 go-redis/redis_rate): one stored number per key, the theoretical arrival time (TAT). A
 request is allowed when ``TAT + interval - burst * interval <= now``; it then moves TAT on
 by one interval. Time comes from the Redis server (``TIME``), so every worker agrees.
-Replays of an idempotent request give their interval back (:meth:`refund`).
 
-Keys: ``paymux:key:{<key id>}:ver|rl|used`` (one hash tag per API key, so the script's keys
-share a Cluster slot); failure counters ``paymux:authfail:{auth}:ip:<addr>`` and
-``…:prefix:<prefix>`` share one tag so their script stays single-slot.
+Keys: ``paymux:key:{<owner>}:<key id>:ver|rl|used``; the hash tag is the key's owner (its
+merchant id, or ``operators``), the same tag as that merchant's idempotency records, so a
+combined claim stays on one Redis Cluster slot. Failure counters
+``paymux:authfail:{auth}:ip:<addr>`` and ``…:prefix:<prefix>`` share one tag so their script
+stays single-slot.
 """
 
 from __future__ import annotations
@@ -22,29 +26,39 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-# Returns {version, allowed 0|1, remaining, retry_after_ms, reset_ms}.
-_ADMIT_LUA = """
+# The GCRA step as a Lua function, shared by the admit script and the combined idempotency
+# claim. ``gcra(rl_key, now, interval, burst, cost)`` returns allowed (0|1), remaining,
+# retry-after ms and reset ms; cost 0 only reports.
+GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function gcra(rl_key, interval, burst, cost)
+  local dvt = interval * burst
+  local tat = tonumber(redis.call('GET', rl_key) or '0')
+  if tat < now then tat = now end
+  if cost == 0 then
+    return 1, math.floor((now + dvt - tat) / interval), 0, math.ceil(tat - now)
+  end
+  local new_tat = tat + interval * cost
+  local allow_at = new_tat - dvt
+  if allow_at > now then
+    return 0, 0, math.ceil(allow_at - now), math.ceil(tat - now)
+  end
+  redis.call('SET', rl_key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
+  return 1, math.floor((now + dvt - new_tat) / interval), 0, math.ceil(new_tat - now)
+end
+"""
+
+# KEYS: ver, rl, used. Returns {version, allowed 0|1, remaining, retry_after_ms, reset_ms}.
+_ADMIT_LUA = (
+    GCRA_LUA
+    + """
 local ver = redis.call('GET', KEYS[1]) or '0'
 redis.call('SET', KEYS[3], t[1], 'EX', 7776000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local dvt = interval * burst
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tat < now then tat = now end
-if cost == 0 then
-  return {ver, 1, math.floor((now + dvt - tat) / interval), 0, math.ceil(tat - now)}
-end
-local new_tat = tat + interval * cost
-local allow_at = new_tat - dvt
-if allow_at > now then
-  return {ver, 0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
-end
-redis.call('SET', KEYS[2], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1)
-return {ver, 1, math.floor((now + dvt - new_tat) / interval), 0, math.ceil(new_tat - now)}
+local a, r, ra, rs = gcra(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {ver, a, r, ra, rs}
 """
+)
 
 # Gives one interval back (a replayed idempotent request does not count).
 _REFUND_LUA = """
@@ -79,6 +93,12 @@ return worst
 """
 
 PREFIX = "paymux"
+OPERATORS = "operators"  # the hash tag of operator keys
+
+
+def owner_of(merchant_id: str | None) -> str:
+    """The hash tag of a key's Redis records: its merchant, or the operators."""
+    return merchant_id or OPERATORS
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,51 @@ class Admission:
     reset_ms: int  # until the bucket is full again
 
 
-def _ver_key(key_id: str) -> str:
-    return f"{PREFIX}:key:{{{key_id}}}:ver"
+@dataclass(frozen=True)
+class GateRequest:
+    """What a script needs to admit a key on its own: its Redis keys (version, rate,
+    last use), the version the caller's cache holds, and its limit."""
+
+    keys: tuple[str, str, str]
+    expected_version: str
+    per_second: int
+    burst: int
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / self.per_second
+
+    def admission(
+        self,
+        version: object,
+        allowed: object,
+        remaining: object,
+        retry_ms: object,
+        reset_ms: object,
+    ) -> Admission:
+        """The script's answer as an :class:`Admission`."""
+        return Admission(
+            version=version.decode() if isinstance(version, bytes) else str(version),
+            allowed=bool(int(str(allowed))),
+            limit=self.burst,
+            window_seconds=self.burst / self.per_second,
+            remaining=max(0, int(str(remaining))),
+            retry_after_ms=int(str(retry_ms)),
+            reset_ms=max(0, int(str(reset_ms))),
+        )
+
+
+def _tag(owner: str, key_id: str) -> str:
+    return f"{PREFIX}:key:{{{owner}}}:{key_id}"
+
+
+def gate_request(
+    owner: str, key_id: str, expected_version: str, per_second: int, burst: int
+) -> GateRequest:
+    tag = _tag(owner, key_id)
+    return GateRequest(
+        (f"{tag}:ver", f"{tag}:rl", f"{tag}:used"), expected_version, per_second, burst
+    )
 
 
 class AccessGate:
@@ -107,35 +170,27 @@ class AccessGate:
         for script in (self._admit, self._refund, self._failures):
             script.sha = await self._redis.script_load(script.script)
 
-    async def admit(self, key_id: str, per_second: int, burst: int, *, cost: int = 1) -> Admission:
-        tag = f"{PREFIX}:key:{{{key_id}}}"
-        interval = 1000.0 / per_second
-        ver, allowed, remaining, retry_ms, reset_ms = await self._admit(
-            keys=[f"{tag}:ver", f"{tag}:rl", f"{tag}:used"], args=[interval, burst, cost]
-        )
-        return Admission(
-            version=ver.decode() if isinstance(ver, bytes) else str(ver),
-            allowed=bool(allowed),
-            limit=burst,
-            window_seconds=burst / per_second,
-            remaining=max(0, int(remaining)),
-            retry_after_ms=int(retry_ms),
-            reset_ms=max(0, int(reset_ms)),
-        )
+    async def admit(
+        self, owner: str, key_id: str, per_second: int, burst: int, *, cost: int = 1
+    ) -> Admission:
+        req = gate_request(owner, key_id, "", per_second, burst)
+        answer = await self._admit(keys=list(req.keys), args=[req.interval_ms, burst, cost])
+        return req.admission(*answer)
 
-    async def refund(self, key_id: str, per_second: int) -> None:
-        await self._refund(keys=[f"{PREFIX}:key:{{{key_id}}}:rl"], args=[1000.0 / per_second])
+    async def refund(self, owner: str, key_id: str, per_second: int) -> None:
+        await self._refund(keys=[f"{_tag(owner, key_id)}:rl"], args=[1000.0 / per_second])
 
-    async def bump_version(self, key_id: str) -> None:
+    async def bump_version(self, owner: str, key_id: str) -> None:
         """Every worker's cached copy of this key is stale from now on."""
-        await self._redis.incr(_ver_key(key_id))
+        await self._redis.incr(f"{_tag(owner, key_id)}:ver")
 
-    async def last_used(self, key_ids: list[str]) -> dict[str, int]:
-        """Unix seconds of each key's last authenticated request (one MGET)."""
-        if not key_ids:
+    async def last_used(self, keys: list[tuple[str, str]]) -> dict[str, int]:
+        """Unix seconds of each (owner, key id)'s last authenticated request (one MGET;
+        the keys may span slots, so on a Cluster the client splits it)."""
+        if not keys:
             return {}
-        values = await self._redis.mget([f"{PREFIX}:key:{{{k}}}:used" for k in key_ids])
-        return {k: int(v) for k, v in zip(key_ids, values, strict=True) if v is not None}
+        values = await self._redis.mget([f"{_tag(o, k)}:used" for o, k in keys])
+        return {k: int(v) for (_, k), v in zip(keys, values, strict=True) if v is not None}
 
     def _failure_keys(self, client: str, prefix: str) -> list[str]:
         base = f"{PREFIX}:authfail:{{auth}}"

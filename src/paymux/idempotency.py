@@ -45,6 +45,8 @@ import orjson
 import redis.asyncio
 import redis.exceptions
 
+from paymux.access_gate import GCRA_LUA, Admission, GateRequest
+
 logger = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 255
@@ -69,6 +71,36 @@ if string.sub(v, 1, 1) == 'F' then
 end
 return v
 """
+
+# The claim with the key's admission folded in (one round trip for authentication, rate
+# limit and claim). KEYS: version, rate, last use (of the API key), record. ARGV: the version
+# the caller's key cache holds, interval ms, burst, fp, lease ms. Returns {kind, version,
+# allowed, remaining, retry ms, reset ms[, record]}: 'stale' when the key changed (the
+# caller re-authenticates; nothing done), 'replay' (not charged), 'limited' (nothing
+# claimed), else claimed / in_flight / mismatch, each charged one request.
+_CLAIM_GATED_LUA = (
+    GCRA_LUA
+    + """
+local ver = redis.call('GET', KEYS[1]) or '0'
+if ver ~= ARGV[1] then return {'stale', ver, 0, 0, 0, 0} end
+redis.call('SET', KEYS[3], t[1], 'EX', 7776000)
+local interval, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('GET', KEYS[4])
+local same = v and string.sub(v, 2, #ARGV[4] + 2) == ARGV[4] .. '\\n'
+if same and string.sub(v, 1, 1) == 'D' then
+  local a, r, ra, rs = gcra(KEYS[2], interval, burst, 0)
+  return {'replay', ver, a, r, ra, rs, v}
+end
+local a, r, ra, rs = gcra(KEYS[2], interval, burst, 1)
+if a == 0 then return {'limited', ver, a, r, ra, rs} end
+if not v then
+  redis.call('SET', KEYS[4], 'F' .. ARGV[4] .. '\\n', 'PX', ARGV[5])
+  return {'claimed', ver, a, r, ra, rs}
+end
+if not same then return {'mismatch', ver, a, r, ra, rs} end
+return {'in_flight', ver, a, r, ra, rs}
+"""
+)
 
 # Replaces our in-flight record (same fingerprint) with the done record; 1 if stored.
 _COMPLETE_LUA = """
@@ -116,6 +148,9 @@ class ClaimKind(StrEnum):
     replay = "replay"  # same body, already done: answer with Claim.response
     in_flight = "in_flight"  # same body, still running: 409
     mismatch = "mismatch"  # different body under this key: 422
+    # Only with a gate (see :meth:`IdempotencyStore.claim`):
+    stale = "stale"  # the API key changed since the caller cached it: nothing done
+    limited = "limited"  # over the key's rate limit: nothing claimed
     # Upper-case aliases of the same members, for callers who prefer constant style.
     CLAIMED = "claimed"
     REPLAY = "replay"
@@ -127,6 +162,7 @@ class ClaimKind(StrEnum):
 class Claim:
     kind: ClaimKind
     response: StoredResponse | None = None
+    admission: Admission | None = None  # with a gate: the key's admission
 
 
 def _json_default(value: Any) -> Any:
@@ -210,6 +246,7 @@ class IdempotencyStore:
         self._complete = redis.register_script(_COMPLETE_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
         self._renew = redis.register_script(_RENEW_LUA)
+        self._claim_gated = redis.register_script(_CLAIM_GATED_LUA)
 
     @property
     def lock_seconds(self) -> float:
@@ -239,11 +276,18 @@ class IdempotencyStore:
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts now, so even the first request is one round trip."""
-        for script in (self._claim, self._complete, self._release, self._renew):
+        scripts = (self._claim, self._complete, self._release, self._renew, self._claim_gated)
+        for script in scripts:
             script.sha = await self._redis.script_load(script.script)
 
-    async def claim(self, merchant_id: str, key: str, fp: str) -> Claim:
+    async def claim(
+        self, merchant_id: str, key: str, fp: str, *, gate: GateRequest | None = None
+    ) -> Claim:
+        """Claim ``key``. With a ``gate`` the API key's revocation check and rate limit run
+        in the same round trip (a replay is then not charged)."""
         _check_fingerprint(fp)
+        if gate is not None:
+            return await self._claim_with_gate(merchant_id, key, fp, gate)
         with _unavailable_on_redis_errors():
             result = await self._claim(
                 keys=[self.record_key(merchant_id, key)], args=[fp, self._lock_ms]
@@ -257,6 +301,19 @@ class IdempotencyStore:
         if result == 2:
             return Claim(ClaimKind.mismatch)
         raise RuntimeError(f"unexpected idempotency claim result {result!r}")
+
+    async def _claim_with_gate(
+        self, merchant_id: str, key: str, fp: str, gate: GateRequest
+    ) -> Claim:
+        with _unavailable_on_redis_errors():
+            answer = await self._claim_gated(
+                keys=[*gate.keys, self.record_key(merchant_id, key)],
+                args=[gate.expected_version, gate.interval_ms, gate.burst, fp, self._lock_ms],
+            )
+        kind = ClaimKind(answer[0].decode() if isinstance(answer[0], bytes) else answer[0])
+        admission = gate.admission(*answer[1:6])
+        response = _decode_done(answer[6]) if kind is ClaimKind.replay else None
+        return Claim(kind, response, admission)
 
     async def complete(self, merchant_id: str, key: str, fp: str, response: StoredResponse) -> None:
         """Store the final response, if the in-flight record is still ours (same fp)."""

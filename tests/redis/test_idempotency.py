@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from paymux.access_gate import gate_request
 from paymux.idempotency import (
     Claim,
     ClaimKind,
@@ -244,7 +246,7 @@ async def test_load_scripts_makes_a_fresh_store_one_round_trip(
 ) -> None:
     store = make_store(redis_client, key_prefix)
     await store.load_scripts()
-    assert sent == ["SCRIPT LOAD"] * 4  # claim, complete, release, renew
+    assert sent == ["SCRIPT LOAD"] * 5  # claim, complete, release, renew, gated claim
     sent.clear()
     await store.claim(MERCHANT, "first", FP_A)
     assert sent == ["EVALSHA"]
@@ -265,3 +267,38 @@ async def test_200_concurrent_claims_one_winner_then_all_replay(
     await store.complete(MERCHANT, "race", FP_A, RESPONSE)
     replays = await asyncio.gather(*(store.claim(MERCHANT, "race", FP_A) for _ in range(200)))
     assert all(r.kind is ClaimKind.replay and r.response == RESPONSE for r in replays)
+
+
+async def test_a_gated_claim_admits_the_key_in_the_same_round_trip(
+    redis_client: Redis, key_prefix: str, sent: list[str]
+) -> None:
+    """Revocation check, rate limit and claim in one EVALSHA; a replay is not charged, a
+    limited or stale request claims nothing."""
+    store = make_store(redis_client, key_prefix)
+    await store.load_scripts()
+    gate = gate_request(MERCHANT, f"key_{uuid.uuid4().hex}", "0", per_second=1, burst=2)
+    sent.clear()
+    first = await store.claim(MERCHANT, "g1", FP_A, gate=gate)
+    assert sent == ["EVALSHA"]
+    assert first.kind is ClaimKind.claimed and first.admission is not None
+    assert first.admission.allowed and first.admission.remaining == 1
+    await store.complete(MERCHANT, "g1", FP_A, RESPONSE)
+    sent.clear()
+    replay = await store.claim(MERCHANT, "g1", FP_A, gate=gate)
+    assert sent == ["EVALSHA"]
+    assert replay.kind is ClaimKind.replay and replay.response == RESPONSE
+    assert replay.admission is not None and replay.admission.remaining == 1  # not charged
+    second = await store.claim(MERCHANT, "g2", FP_A, gate=gate)
+    assert second.kind is ClaimKind.claimed and second.admission is not None
+    assert second.admission.remaining == 0
+    limited = await store.claim(MERCHANT, "g3", FP_A, gate=gate)
+    assert limited.kind is ClaimKind.limited and limited.admission is not None
+    assert not limited.admission.allowed and limited.admission.retry_after_ms > 0
+    assert await redis_client.get(store.record_key(MERCHANT, "g3")) is None
+    stale_gate = gate_request(MERCHANT, gate.keys[0].split(":")[-2], "7", 1, 2)
+    stale = await store.claim(MERCHANT, "g4", FP_A, gate=stale_gate)
+    assert stale.kind is ClaimKind.stale
+    assert await redis_client.get(store.record_key(MERCHANT, "g4")) is None
+    # Every key of the combined script is on the merchant's Cluster slot.
+    slots = {key_slot(k.encode()) for k in [*gate.keys, store.record_key(MERCHANT, "g1")]}
+    assert len(slots) == 1

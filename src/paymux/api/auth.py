@@ -9,7 +9,9 @@ A route declares what it needs with one dependency:
 - ``Depends(merchant_or_operator("transfers:read"))``: either (operators: viewer and up).
 
 ``money_moving=True`` makes the route fail closed (503) while the rate limiter (Redis) is
-unreachable. The older names stay as strict defaults for routes that declare nothing:
+unreachable; such a route claims an Idempotency-Key, so a known key's revocation check and
+rate limit are deferred into that claim (one Redis round trip, see :func:`pending_gate`).
+The older names stay as strict defaults for routes that declare nothing:
 ``merchant_caller`` needs an unrestricted merchant key, ``admin_caller`` the admin role,
 ``any_caller`` either. :func:`authenticate_token` is the one function the API and the
 dashboard share.
@@ -21,17 +23,19 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from paymux import metrics, request_context
+from paymux.access_gate import Admission, GateRequest, owner_of
 from paymux.domain.access import ALL_SCOPES, Principal, Role, role_allows, scope_allows
 from paymux.service.access import (
     Authenticated,
     Authenticator,
     RateLimited,
+    gw_gate,
 )
 from paymux.service.errors import ServiceError
 from paymux.service.gateway import Gateway
@@ -40,6 +44,7 @@ bearer = HTTPBearer(auto_error=False, description="A merchant secret key or an o
 
 POLICY = "per-key"  # the RateLimit-Policy name
 STATE_HEADERS = "paymux_ratelimit_headers"  # request.state attribute read by the middleware
+STATE_PENDING = "paymux_pending_gate"  # a deferred admission no claim has consumed yet
 
 
 class Unauthorized(ServiceError):
@@ -101,10 +106,18 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-# The authenticated key of the current request, for refunding a replay (see refund_replay).
-_current: ContextVar[tuple[Gateway, Authenticated] | None] = ContextVar(
-    "paymux_authenticated", default=None
-)
+@dataclass
+class _Current:
+    """The authenticated key of the current request (for refunding a replay and for a
+    deferred admission) and the rate-limit headers the middleware will add."""
+
+    gw: Gateway
+    auth: Authenticated
+    request: Request
+    headers: dict[str, str]
+
+
+_current: ContextVar[_Current | None] = ContextVar("paymux_authenticated", default=None)
 
 
 def _rate_headers(auth: Authenticated) -> dict[str, str]:
@@ -119,11 +132,19 @@ def _rate_headers(auth: Authenticated) -> dict[str, str]:
 
 
 async def authenticate_token(
-    gw: Gateway, authenticator: Authenticator, token: str, client: str, *, money_moving: bool
+    gw: Gateway,
+    authenticator: Authenticator,
+    token: str,
+    client: str,
+    *,
+    money_moving: bool,
+    defer: bool = False,
 ) -> Authenticated:
     """Authenticate ``token`` (rate limited, revocation checked); raises a ServiceError."""
     try:
-        return await authenticator.authenticate(token, client, money_moving=money_moving)
+        return await authenticator.authenticate(
+            token, client, money_moving=money_moving, defer=defer
+        )
     except ServiceError as exc:
         if exc.status == 401:
             raise _challenge(exc) from None
@@ -144,14 +165,10 @@ def _adopt_request_id(request: Request) -> None:
             request_context.request_id.set(given)
 
 
-async def _authenticate(request: Request, money_moving: bool) -> Principal:
-    _adopt_request_id(request)
-    gw = gateway(request)
-    authenticator: Authenticator = request.app.state.merchant_auth
-    auth = await authenticate_token(
-        gw, authenticator, _token(request), _client(request), money_moving=money_moving
-    )
-    headers = _rate_headers(auth)
+def _admitted(auth: Authenticated, headers: dict[str, str]) -> None:
+    """Refuse with 429 when the key is over its rate limit; else record its headers."""
+    headers.clear()
+    headers.update(_rate_headers(auth))
     if auth.admission is not None and not auth.admission.allowed:
         metrics.rate_limited.inc()
         retry = max(1, math.ceil(auth.admission.retry_after_ms / 1000))
@@ -162,27 +179,103 @@ async def _authenticate(request: Request, money_moving: bool) -> Principal:
         )
         exc.headers = {**headers, "Retry-After": str(retry)}
         raise exc
+
+
+async def _authenticate(request: Request, money_moving: bool) -> Principal:
+    _adopt_request_id(request)
+    gw = gateway(request)
+    authenticator: Authenticator = request.app.state.merchant_auth
+    auth = await authenticate_token(
+        gw,
+        authenticator,
+        _token(request),
+        _client(request),
+        money_moving=money_moving,
+        defer=money_moving,
+    )
+    headers: dict[str, str] = {}
+    if auth.gate is None:
+        _admitted(auth, headers)
     setattr(request.state, STATE_HEADERS, headers)
-    _current.set((gw, auth))
+    current = _Current(gw, auth, request, headers)
+    _current.set(current)
+    if auth.gate is not None:
+        setattr(request.state, STATE_PENDING, current)
     return auth.principal
+
+
+@dataclass(frozen=True)
+class PendingGate:
+    """A deferred admission: ``request`` goes into the idempotency claim; its answer comes
+    back through :meth:`admitted`, or :meth:`reauthenticate` when the key changed."""
+
+    request: GateRequest
+    _current: _Current
+
+    def admitted(self, admission: Admission) -> None:
+        cur = self._current
+        cur.auth = replace(cur.auth, admission=admission, gate=None)
+        setattr(cur.request.state, STATE_PENDING, None)
+        _admitted(cur.auth, cur.headers)
+
+    async def reauthenticate(self) -> None:
+        """The key changed since it was cached (revoked, rolled, new limit): authenticate
+        again in full, raising 401/429 as any request would."""
+        cur = self._current
+        authenticator: Authenticator = cur.request.app.state.merchant_auth
+        auth = await authenticate_token(
+            cur.gw,
+            authenticator,
+            _token(cur.request),
+            _client(cur.request),
+            money_moving=True,
+        )
+        cur.auth = auth
+        setattr(cur.request.state, STATE_PENDING, None)
+        _admitted(auth, cur.headers)
+
+
+async def charge_unclaimed(state: dict[str, object]) -> None:
+    """A request that deferred its admission but never reached the claim (refused by
+    validation first) still counts against its key's rate limit: charge it now. Nothing
+    moved, so the revocation check it skipped guarded nothing."""
+    cur = state.get(STATE_PENDING)
+    if not isinstance(cur, _Current) or cur.auth.gate is None:
+        return
+    state[STATE_PENDING] = None
+    principal = cur.auth.principal
+    try:
+        await gw_gate(cur.gw).admit(
+            owner_of(principal.merchant_id),
+            principal.key_id,
+            cur.auth.limit.per_second,
+            cur.auth.limit.burst,
+        )
+    except Exception:  # best effort accounting; the response is already sent
+        return
+
+
+def pending_gate() -> PendingGate | None:
+    """The current request's deferred admission, if its authentication deferred one."""
+    cur = _current.get()
+    if cur is None or cur.auth.gate is None:
+        return None
+    return PendingGate(cur.auth.gate, cur)
 
 
 async def refund_replay() -> None:
     """A replayed idempotent response does not count against the rate limit."""
-    current = _current.get()
-    if current is None or current[1].admission is None:
+    cur = _current.get()
+    if cur is None or cur.auth.admission is None:
         return
-    gw, auth = current
     try:
-        await gw_gate_refund(gw, auth)
+        await gw_gate(cur.gw).refund(
+            owner_of(cur.auth.principal.merchant_id),
+            cur.auth.principal.key_id,
+            cur.auth.limit.per_second,
+        )
     except Exception:  # best effort: never fail a replay over its accounting
         return
-
-
-async def gw_gate_refund(gw: Gateway, auth: Authenticated) -> None:
-    from paymux.service.access import gw_gate  # noqa: PLC0415
-
-    await gw_gate(gw).refund(auth.principal.key_id, auth.limit.per_second)
 
 
 Dependency = Callable[[Request], Awaitable[Caller]]

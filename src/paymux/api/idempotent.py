@@ -22,7 +22,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from paymux.api.auth import refund_replay
+from paymux.api.auth import pending_gate, refund_replay
 from paymux.idempotency import (
     ClaimKind,
     IdempotencyStore,
@@ -86,10 +86,25 @@ async def run_idempotent(
     """``handler(fingerprint)`` returns (status, body, replayed_from_database)."""
     store = gw.idempotency
     fp = fingerprint(payload)
-    claim = await store.claim(scope, key, fp)
+    gate = pending_gate()
+    charged = gate is None  # the request was already counted against the rate limit
+    if gate is None:
+        claim = await store.claim(scope, key, fp)
+    else:
+        # The key's revocation check and rate limit ride in the claim: one round trip, and
+        # a replay found there is not counted.
+        claim = await store.claim(scope, key, fp, gate=gate.request)
+        if claim.kind is ClaimKind.stale:
+            await gate.reauthenticate()  # raises 401 / 429 as a first request would
+            charged = True
+            claim = await store.claim(scope, key, fp)
+        else:
+            assert claim.admission is not None
+            gate.admitted(claim.admission)  # raises 429 when limited (nothing claimed)
     if claim.kind is ClaimKind.replay:
         assert claim.response is not None
-        await refund_replay()  # a replay does not count against the rate limit
+        if charged:
+            await refund_replay()  # a replay does not count against the rate limit
         if refresh is not None and (fresh := await refresh(claim.response)) is not None:
             return fresh
         return Response(

@@ -1,11 +1,12 @@
 """Adds the ``RateLimit`` / ``RateLimit-Policy`` headers (IETF httpapi draft) that the auth
-dependency computed for this request to whatever response the route returns."""
+dependency computed for this request to whatever response the route returns, and charges
+the rate limit of a request whose deferred admission no idempotency claim consumed."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paymux.api.auth import STATE_HEADERS
+from paymux.api.auth import STATE_HEADERS, charge_unclaimed
 
 
 class RateLimitHeaders:
@@ -33,4 +34,7 @@ class RateLimitHeaders:
                     ]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            await charge_unclaimed(state)

@@ -24,7 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from paymux import metrics
-from paymux.access_gate import AccessGate, Admission
+from paymux.access_gate import AccessGate, Admission, GateRequest, gate_request, owner_of
 from paymux.domain.access import (
     ALL_SCOPES,
     ApiKey,
@@ -225,7 +225,7 @@ async def list_keys(
 ) -> list[dict[str, Any]]:
     keys = await keys_repo.list_keys(gw.db, merchant_id=merchant_id, operator_id=operator_id)
     try:
-        used = await gw_gate(gw).last_used([k.id for k in keys])
+        used = await gw_gate(gw).last_used([(owner_of(k.merchant_id), k.id) for k in keys])
     except RedisError:
         used = {}
     return [key_view(k, used.get(k.id)) for k in keys]
@@ -268,7 +268,7 @@ async def _change_key(
 
     _, after = await gw.db.run_write(write)
     # After the commit: a worker that reloads now reads the new state.
-    await gw_gate(gw).bump_version(key_id)
+    await gw_gate(gw).bump_version(owner_of(after.merchant_id), key_id)
     return after
 
 
@@ -419,7 +419,7 @@ async def update_operator(
 
     after = await gw.db.run_write(write)
     for key in await keys_repo.list_keys(gw.db, operator_id=operator_id):
-        await gw_gate(gw).bump_version(key.id)
+        await gw_gate(gw).bump_version(owner_of(key.merchant_id), key.id)
     return after
 
 
@@ -468,7 +468,7 @@ async def set_rate_limit(
 
     await gw.db.run_write(write)
     for key_id in await keys_repo.key_ids_of_merchant(gw.db, merchant_id):
-        await gw_gate(gw).bump_version(key_id)  # cached keys carry the old limit
+        await gw_gate(gw).bump_version(merchant_id, key_id)  # cached keys carry the old limit
     return limit
 
 
@@ -495,7 +495,11 @@ class _Cached:
 class Authenticated:
     principal: Principal
     limit: RateLimit
-    admission: Admission | None  # None: Redis unreachable, not rate limited
+    admission: Admission | None  # None: Redis unreachable (or deferred), not rate limited
+    # Deferred admission: the revocation check and rate limit run inside the idempotency
+    # claim (one round trip); set only when the caller asked for it and the key's version
+    # is already cached.
+    gate: GateRequest | None = None
 
 
 class Authenticator:
@@ -546,14 +550,18 @@ class Authenticator:
         }[why]
         return AuthFailed(detail, reason=why)
 
-    async def authenticate(self, token: str, client: str, *, money_moving: bool) -> Authenticated:
+    async def authenticate(
+        self, token: str, client: str, *, money_moving: bool, defer: bool = False
+    ) -> Authenticated:
+        """``defer``: the caller will claim an idempotency key with the returned ``gate``,
+        which checks revocation and the rate limit in that same round trip."""
         digest = hash_key(token)
         gw = self._gw
         if self._admin_digest is not None and hmac.compare_digest(digest, self._admin_digest):
             principal = Principal(ENV_ADMIN_KEY_ID, "operator", None, role=Role.admin)
             limit = default_limit(gw)
             return Authenticated(
-                principal, limit, await self._admit(principal.key_id, limit, money_moving)
+                principal, limit, await self._admit(None, principal.key_id, limit, money_moving)
             )
         cached = self._cache.get(digest)
         fresh = cached is not None and (
@@ -584,7 +592,20 @@ class Authenticator:
                 self._cache.pop(digest, None)
                 raise await self._failed(client, token, "unknown")
             cached = _Cached(loaded[0], loaded[1], "", time.monotonic())
-        admission = await self._admit(cached.key.id, cached.limit, money_moving)
+        elif defer and cached.version and cached.key.usable_at(gw.clock()):
+            key = cached.key
+            principal = Principal(key.id, key.kind, key.merchant_id, key.scopes, key.role)
+            gate = gate_request(
+                owner_of(key.merchant_id),
+                key.id,
+                cached.version,
+                cached.limit.per_second,
+                cached.limit.burst,
+            )
+            return Authenticated(principal, cached.limit, None, gate)
+        admission = await self._admit(
+            cached.key.merchant_id, cached.key.id, cached.limit, money_moving
+        )
         if admission is None:
             # Redis unreachable: the cache cannot be validated, so read the database.
             loaded = await self._load(digest)
@@ -617,9 +638,13 @@ class Authenticator:
         principal = Principal(key.id, key.kind, key.merchant_id, key.scopes, key.role)
         return Authenticated(principal, cached.limit, admission)
 
-    async def _admit(self, key_id: str, limit: RateLimit, money_moving: bool) -> Admission | None:
+    async def _admit(
+        self, merchant_id: str | None, key_id: str, limit: RateLimit, money_moving: bool
+    ) -> Admission | None:
         try:
-            return await self.gate.admit(key_id, limit.per_second, limit.burst)
+            return await self.gate.admit(
+                owner_of(merchant_id), key_id, limit.per_second, limit.burst
+            )
         except RedisError:
             metrics.rate_limiter_unavailable.inc()
             if money_moving:
