@@ -49,14 +49,9 @@ channel_call_seconds = Histogram(
 transfers_in_flight = Gauge(
     "paymux_transfers_in_flight", "Transfers waiting in a non-final status, now", ["status"]
 )
-transfers_recent = Gauge(
-    "paymux_transfers_recent",
-    "Transfers created in the last hour, by their current status",
-    ["status"],
-)
 oldest_processing_age = Gauge(
     "paymux_oldest_processing_transfer_age_seconds",
-    "Age of the oldest transfer still processing (0 when none)",
+    "Time since the oldest processing transfer entered processing (0 when none)",
 )
 outbox_lag = Gauge(
     "paymux_outbox_lag_seconds", "Age of the oldest event not yet relayed (0 when none)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from paymux import metrics
 from paymux.service.gateway import Gateway
@@ -17,11 +17,9 @@ from paymux.store.gauges_repo import IN_FLIGHT_STATUSES, read_gauges
 
 log = logging.getLogger(__name__)
 
-RECENT_WINDOW = timedelta(hours=1)
 ATTEMPTS_WINDOW = 1000
 TIME_LIMIT_SECONDS = 2.0
 MIN_INTERVAL = 1.0
-ALL_STATUSES = (*IN_FLIGHT_STATUSES, "succeeded", "failed", "returned", "canceled")
 
 _last_refresh = 0.0
 
@@ -37,9 +35,7 @@ async def refresh(gw: Gateway) -> None:
     now = gw.clock()
     try:
         async with asyncio.timeout(TIME_LIMIT_SECONDS), gw.db.read() as conn:
-            r = await read_gauges(
-                conn, now=now, recent_since=now - RECENT_WINDOW, attempts_window=ATTEMPTS_WINDOW
-            )
+            r = await read_gauges(conn, now=now, attempts_window=ATTEMPTS_WINDOW)
     except Exception:  # a slow or broken database must not break the scrape
         metrics.gauge_refresh_failures.inc()
         log.warning("metrics gauges not refreshed", exc_info=True)
@@ -47,9 +43,7 @@ async def refresh(gw: Gateway) -> None:
     _last_refresh = time.monotonic()
     for status in IN_FLIGHT_STATUSES:
         metrics.transfers_in_flight.labels(status).set(r.in_flight.get(status, 0))
-    for status in sorted({*ALL_STATUSES, *r.recent_by_status}):
-        metrics.transfers_recent.labels(status).set(r.recent_by_status.get(status, 0))
-    metrics.oldest_processing_age.set(_age(now, r.oldest_processing_created_at))
+    metrics.oldest_processing_age.set(_age(now, r.oldest_processing_since))
     metrics.outbox_backlog.set(r.unrelayed_events)
     metrics.outbox_lag.set(_age(now, r.oldest_unrelayed_event_at))
     metrics.webhook_backlog.labels("now").set(r.overdue_deliveries)

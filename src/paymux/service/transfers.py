@@ -440,6 +440,7 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
     the answer is 409 ``transfer_not_cancelable``.
     """
     row = await get_transfer(gw, transfer_id, merchant_id)
+    request_context.transfer_id.set(transfer_id)  # the rest of this request is about it
     status = TransferStatus(row["status"])
     if status is TransferStatus.canceled:
         return row
@@ -450,14 +451,21 @@ async def cancel_transfer(gw: Gateway, merchant_id: str, transfer_id: str) -> di
         raise _not_cancelable(row)
     order = order_for(gw, row)
     metrics.channel_calls.labels(row["channel"], "cancel").inc()
+    started, outcome = time.perf_counter(), "error"
     try:
-        async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
-            result = await recorded(
-                gw, "cancel", channel.name, order.reference, channel.cancel(order)
-            )
+        with tracing.span("channel.cancel", channel=row["channel"]):
+            async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
+                result = await recorded(
+                    gw, "cancel", channel.name, order.reference, channel.cancel(order)
+                )
+        outcome = result.outcome.value
     except Exception:
         log.exception("cancel of %s failed", order.reference)
         result = ChannelResult(Outcome.PROCESSING, raw_status="paymux_cancel_error")
+    finally:
+        metrics.channel_call_seconds.labels(row["channel"], "cancel", outcome).observe(
+            time.perf_counter() - started
+        )
     if result.outcome is Outcome.CANCELED:
         row = await apply_result(gw, transfer_id, result, source="cancel")
     else:
