@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check src adapters tests bench clients
-	$(BIN)/ruff format --check src adapters tests bench clients
+	$(BIN)/ruff check src adapters tests bench clients/python/src
+	$(BIN)/ruff format --check src adapters tests bench clients/python/src
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src/paymux adapters/alipay adapters/wechat
