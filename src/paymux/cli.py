@@ -225,14 +225,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     settings = Settings()
     url = args.url or f"http://{settings.host}:{settings.port}"
-    print(f"reconciling {args.channel} for {args.date} ...", file=sys.stderr, flush=True)
+    from paymux.progress import progress  # noqa: PLC0415
+
     try:
-        resp = httpx.post(
-            f"{url}/v1/reconciliation/runs",
-            json={"channel": args.channel, "date": args.date},
-            headers={"Authorization": f"Bearer {_admin_key(settings)}"},
-            timeout=httpx.Timeout(600.0, connect=5.0),
-        )
+        # One request does the whole run (download, match, heal); progress goes to stderr.
+        with progress(f"reconcile {args.channel} {args.date}", total=1) as bar:
+            resp = httpx.post(
+                f"{url}/v1/reconciliation/runs",
+                json={"channel": args.channel, "date": args.date},
+                headers={"Authorization": f"Bearer {_admin_key(settings)}"},
+                timeout=httpx.Timeout(600.0, connect=5.0),
+            )
+            bar.advance(note=f"HTTP {resp.status_code}")
     except httpx.HTTPError as exc:
         print(f"reconcile: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
         return 2
