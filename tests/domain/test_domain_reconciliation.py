@@ -26,8 +26,8 @@ def facts(status: TransferStatus, amount: int = 10_000, cost: int = 10) -> Trans
     return TransferFacts("tr_1", "mer_1", "REF1", "alipay", status, amount, "CNY", cost)
 
 
-def lines(paid: int = 0, refunded: int = 0, fee: int = 0) -> ReferenceLines:
-    return ReferenceLines("REF1", "2024", paid=paid, refunded=refunded, fee=fee)
+def lines(paid: int = 0, refunded: int = 0, fee: int = 0, currency: str = "CNY") -> ReferenceLines:
+    return ReferenceLines("REF1", "2024", currency, paid=paid, refunded=refunded, fee=fee)
 
 
 def kinds(found: list) -> list[str]:  # type: ignore[type-arg]
@@ -55,6 +55,9 @@ def test_each_class() -> None:
     assert kinds(judge(lines(paid=10_001, fee=10), facts(S.succeeded), "alipay")) == [
         "amount_mismatch"
     ]
+    assert kinds(
+        judge(lines(paid=10_000, fee=10, currency="USD"), facts(S.succeeded), "alipay")
+    ) == ["amount_mismatch"]
     assert kinds(judge(lines(paid=10_000, fee=12), facts(S.succeeded), "alipay")) == [
         "channel_fee_mismatch"
     ]

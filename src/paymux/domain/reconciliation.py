@@ -64,6 +64,7 @@ class ReferenceLines:
 
     reference: str
     channel_order_id: str | None = None
+    currency: str = "CNY"
     paid: int = 0
     refunded: int = 0
     fee: int = 0
@@ -109,7 +110,7 @@ class StatementDay:
         ref = self.by_reference.get(line.reference)
         if ref is None:
             ref = self.by_reference[line.reference] = ReferenceLines(
-                line.reference, line.channel_order_id, first_line=line.line_no
+                line.reference, line.channel_order_id, line.currency, first_line=line.line_no
             )
         if line.kind is StatementLineKind.PAYMENT:
             ref.paid += line.amount
@@ -183,7 +184,14 @@ def judge(lines: ReferenceLines, transfer: TransferFacts | None, channel: str) -
         found.append(Finding(kind, ref, transfer.id, stmt, ours, view, status.value, detail))
 
     moved = lines.paid or lines.refunded
-    if moved and moved != transfer.amount:
+    if lines.currency != transfer.currency:
+        finding(
+            DiscrepancyKind.amount_mismatch,
+            moved,
+            transfer.amount,
+            f"the channel moved {lines.currency}, the transfer is in {transfer.currency}",
+        )
+    elif moved and moved != transfer.amount:
         finding(
             DiscrepancyKind.amount_mismatch,
             moved,
