@@ -10,8 +10,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -40,6 +42,12 @@ def pay(api: Api, account: str, amount: int = 12_345, kind: str = "alipay_accoun
     return str(resp.json()["id"])
 
 
+def business_day(timestamp: str) -> str:
+    """The business day (Asia/Shanghai) of an API timestamp."""
+    at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return at.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
 def status_of(api: Api, transfer_id: str) -> str:
     return str(api.get(f"/v1/transfers/{transfer_id}").json()["status"])
 
@@ -56,6 +64,7 @@ class World:
     b_paid: str
     b_endpoint: str
     receiver: Receiver
+    a_card: str  # A's bank card payout (Alipay), whose statement line the tests tamper with
 
 
 def _merchant_with_key(stack: Stack, name: str) -> tuple[Api, str]:
@@ -76,10 +85,11 @@ def world(browser_stack: Stack) -> Any:
     a_paid = pay(a, "alice@example.com")
     a_failed = pay(a, "fail-payee@example.com", amount=5_000)
     pay(a, "wx_openid_bob", amount=8_800, kind="wechat_openid")
-    pay(a, "6222020200113456", amount=150_000, kind="bank_card")
+    a_card = pay(a, "6222020200113456", amount=150_000, kind="bank_card")
     pay(a, "6222020200117007", amount=42_000, kind="bank_card")  # paid, then bounced
     pay(b, "wx_openid_fail", amount=9_900, kind="wechat_openid")
     b_paid = pay(b, "carol@example.com", amount=77_700)
+    wait_for(lambda: status_of(a, a_card) == "succeeded", 30, "the card payout")
     for api, tid, want in (
         (a, a_paid, "succeeded"),
         (a, a_failed, "failed"),
@@ -100,6 +110,7 @@ def world(browser_stack: Stack) -> Any:
             b_paid=b_paid,
             b_endpoint=b_hook.json()["id"],
             receiver=receiver,
+            a_card=a_card,
         )
     finally:
         receiver.stop()
@@ -390,3 +401,72 @@ def test_pages_send_security_headers_and_reject_bad_sign_ins(world: World) -> No
         assert wrong.status_code == 401
         assert "paymux_session" not in wrong.cookies
         assert client.get("/overview").status_code == 303
+
+
+def test_operator_sees_and_resolves_a_reconciliation_discrepancy(
+    page: Page, world: World, screenshots: Path
+) -> None:
+    stack = world.stack
+    with admin_client(stack) as admin:
+        card = admin.get(f"/v1/transfers/{world.a_card}").json()
+        reference, day = card["channel_reference"], business_day(card["completed_at"])
+        # The channel's books drift silently: its statement now says another amount.
+        tampered = httpx.post(
+            f"{stack.sandbox_url('alipay')}/__sandbox/orders/{reference}/tamper",
+            json={"amount": 150_001},
+            timeout=10,
+        )
+        assert tampered.status_code == 200, tampered.text
+        run = admin.post("/v1/reconciliation/runs", json={"channel": "alipay", "date": day})
+        assert run.status_code == 201, run.text
+
+    sign_in(page, stack, stack.admin_key)
+    expect(page.locator("#open-discrepancies")).to_have_text("1")
+    page.click("#open-discrepancies a")
+    found = page.locator("#discrepancies tbody tr")
+    expect(found).to_have_count(1)
+    expect(found.first).to_contain_text("amount mismatch")
+    expect(found.first).to_contain_text("1,500.01")
+    shot(page, screenshots, "operator-reconciliation")
+
+    found.first.locator(f"a:text('{world.a_card}')").click()
+    item = page.locator("#timeline .item-reconciliation")
+    expect(item).to_contain_text("Reconciliation: amount mismatch (open)")
+
+    page.go_back()
+    found.first.locator("input[name=reason]").fill("bank confirmed 1,500.00; statement typo")
+    found.first.locator("button").click()
+    expect(page.locator(".flash")).to_contain_text("resolved")
+    expect(page.locator("#discrepancies")).to_contain_text("No open discrepancies")
+    page.goto(f"{stack.gateway_url}/dashboard/transfers/{world.a_card}")
+    expect(page.locator("#timeline .item-reconciliation")).to_contain_text("(resolved)")
+    expect(page.locator("#timeline .item-reconciliation")).to_contain_text("statement typo")
+
+    # Merchants see neither the page nor the finding on their transfer.
+    page.click("#sign-out")
+    sign_in(page, stack, world.a_key)
+    resp = page.goto(f"{stack.gateway_url}/dashboard/reconciliation")
+    assert resp is not None and resp.status == 404
+    page.goto(f"{stack.gateway_url}/dashboard/transfers/{world.a_card}")
+    expect(page.locator("#timeline .item-reconciliation")).to_have_count(0)
+
+
+def test_merchant_statement_balances_and_is_its_own(page: Page, world: World) -> None:
+    stack = world.stack
+    sign_in(page, stack, world.a_key)
+    day = business_day(world.a.get(f"/v1/transfers/{world.a_paid}").json()["completed_at"])
+    page.goto(f"{stack.gateway_url}/dashboard/statements?date={day}")
+    expect(page.locator(".card").nth(3)).to_contain_text("balanced")
+    expect(page.locator("#statement")).to_contain_text(world.a_paid)
+    api = world.a.get("/v1/statements", params={"date": day}).json()
+    closing = page.locator("#closing").inner_text()
+    assert closing.replace("¥", "").replace(",", "").replace(".", "") == str(api["closing_balance"])
+    # Naming another merchant changes nothing: still A's own statement.
+    page.goto(
+        f"{stack.gateway_url}/dashboard/statements?date={day}&merchant_id={world.b.merchant_id}"
+    )
+    expect(page.locator("body")).to_contain_text(str(world.a.merchant_id))
+    expect(page.locator("body")).not_to_contain_text(world.b_paid)
+    with page.expect_download() as info:
+        page.click("#download-statement")
+    assert str(world.a.merchant_id) in Path(info.value.path()).read_text()

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +88,7 @@ class Overview:
     days: list[DayFigures]  # oldest first; the last one is today
     channels: list[str]
     in_flight: repo.InFlight
+    discrepancies: dict[str, int] = field(default_factory=dict)  # operators: severity -> open
 
     @property
     def today(self) -> Totals:
@@ -165,12 +166,15 @@ async def overview(gw: Gateway, merchant_id: str | None) -> Overview:
                 channels.add(row.channel)
             days.append(DayFigures(day=day, total=total, by_channel=by_channel))
         flight = await repo.in_flight(conn, IN_FLIGHT, merchant_id)
+        # Reconciliation is Paymux's own business: operators only.
+        open_found = await repo.open_discrepancy_counts(conn) if merchant_id is None else {}
     return Overview(
         generated_at=now,
         timezone=tz.key,
         days=days,
         channels=sorted(channels),
         in_flight=flight,
+        discrepancies=open_found,
     )
 
 
@@ -216,7 +220,15 @@ _TONES = {
     "pending": "wait",
     "requires_confirmation": "wait",
 }
-_KIND_ORDER = {"created": 0, "call": 1, "notification": 2, "status": 3, "ledger": 4, "webhook": 5}
+_KIND_ORDER = {
+    "created": 0,
+    "call": 1,
+    "notification": 2,
+    "status": 3,
+    "ledger": 4,
+    "webhook": 5,
+    "reconciliation": 6,
+}
 
 
 def _tone(word: str) -> str:
@@ -336,6 +348,25 @@ def build_timeline(facts: repo.TransferFacts, *, operator: bool) -> list[Timelin
             )
         )
     items += _ledger_items(facts, operator)
+    if operator:
+        for d in facts.discrepancies:
+            rows = [("channel day", d["bill_date"]), ("severity", d["severity"])]
+            if d["statement_amount"] is not None or d["paymux_amount"] is not None:
+                rows.append(
+                    ("amounts", f"statement {d['statement_amount']} / ours {d['paymux_amount']}")
+                )
+            if d["resolved_at"] is not None:
+                rows.append(("resolved", f"{d['resolved_by']}: {d['resolution']}"))
+            items.append(
+                TimelineItem(
+                    at=d["created_at"],
+                    kind="reconciliation",
+                    title=f"Reconciliation: {d['kind'].replace('_', ' ')} ({d['state']})",
+                    detail=d["detail"],
+                    tone="bad" if d["state"] == "open" else "neutral",
+                    rows=rows,
+                )
+            )
     items.sort(key=lambda i: (i.at, _KIND_ORDER.get(i.kind, 9)))
     return items
 
@@ -419,5 +450,8 @@ async def delivery_merchant(
     return found
 
 
-def utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC)
+async def open_discrepancies(
+    gw: Gateway, *, before_id: str | None, limit: int = 50
+) -> tuple[list[dict[str, Any]], bool]:
+    async with gw.db.read() as conn:
+        return await repo.open_discrepancies(conn, before_id=before_id, limit=limit)

@@ -17,6 +17,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.store.channel_calls import ChannelCall, calls_for_transfer
+from paymux.store.reconciliation_tables import recon_discrepancies
 from paymux.store.tables import (
     accounts,
     channel_notifications,
@@ -101,6 +102,7 @@ class TransferFacts:
     ledger: list[LedgerLine] = field(default_factory=list)
     notifications: list[Row] = field(default_factory=list)
     calls: list[ChannelCall] = field(default_factory=list)
+    discrepancies: list[Row] = field(default_factory=list)  # reconciliation findings
 
 
 async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
@@ -169,8 +171,20 @@ async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
             )
         ).mappings()
     ]
+    r = recon_discrepancies.c
+    found = [
+        dict(x)
+        for x in (
+            await conn.execute(
+                select(recon_discrepancies)
+                .where(r.reference == transfer["channel_reference"])
+                .order_by(r.created_at)
+            )
+        ).mappings()
+    ]
     return TransferFacts(
         transfer=transfer,
+        discrepancies=found,
         events=evs,
         deliveries=deliveries,
         attempts=attempts,
@@ -377,3 +391,26 @@ async def merchants_page(
         )
         for r in page
     ], len(rows) > limit
+
+
+async def open_discrepancies(
+    conn: AsyncConnection, *, before_id: str | None, limit: int
+) -> tuple[list[Row], bool]:
+    """Open reconciliation discrepancies, newest first (ids are time-ordered)."""
+    r = recon_discrepancies.c
+    stmt = (
+        select(recon_discrepancies).where(r.state == "open").order_by(r.id.desc()).limit(limit + 1)
+    )
+    if before_id:
+        stmt = stmt.where(r.id < before_id)
+    rows = [dict(x) for x in (await conn.execute(stmt)).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+async def open_discrepancy_counts(conn: AsyncConnection) -> dict[str, int]:
+    """severity -> open discrepancies."""
+    r = recon_discrepancies.c
+    rows = await conn.execute(
+        select(r.severity, func.count()).where(r.state == "open").group_by(r.severity)
+    )
+    return {str(sev): int(n) for sev, n in rows.all()}

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from paymux.api.dashboard import access, merchant_pages, operator_pages, pages
+from paymux.api.dashboard import (
+    access,
+    merchant_pages,
+    operator_pages,
+    pages,
+    statement_pages,
+)
 
 router = APIRouter()
-for _module in (access, pages, operator_pages, merchant_pages):
+for _module in (access, pages, operator_pages, merchant_pages, statement_pages):
     router.include_router(_module.router)
 
 __all__ = ["router"]
