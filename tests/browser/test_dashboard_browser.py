@@ -229,6 +229,26 @@ def test_operator_merchants_top_up_and_fee_csv(page: Page, world: World, screens
     assert again.ok and "was already recorded" in again.text()
     assert world.a.get("/v1/balance").json()["available"] == available_before + 25_050
 
+    # A price rule for this merchant, from now on: the API quotes with it at once.
+    rule = page.locator("#fee-rule")
+    rule.locator("select[name=channel]").select_option("alipay")
+    rule.locator("select[name=payee_type]").select_option("bank_card")
+    rule.locator("input[name=bps]").fill("10")
+    rule.locator("input[name=fixed]").fill("2.00")
+    rule.locator("button").click()
+    expect(page.locator(".flash")).to_contain_text("for alipay bank_card is in force")
+    quote = world.a.client.post(
+        "/v1/transfers/quote",
+        json={
+            "amount": 100_000,
+            "currency": "CNY",
+            "payee": {"type": "bank_card", "account": "6222020200113456", "name": "Zhang San"},
+            "channel": "alipay",
+        },
+    )
+    assert quote.status_code == 200, quote.text
+    assert quote.json()["fee"] == 100 + 200  # 10 bps of 1,000.00 plus 2.00
+
     # Fee report and its CSV: the CSV's totals are the API's (the ledger's) to the fen.
     page.click("text=Fee report")
     expect(page.locator("#fee-report")).to_contain_text("Channel cost")

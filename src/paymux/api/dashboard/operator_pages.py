@@ -4,7 +4,9 @@ across every merchant (failing endpoints, redeliver). A merchant session gets 40
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from decimal import Decimal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import FormData
@@ -16,6 +18,7 @@ from paymux.api.dashboard.pages import PAGE_SIZE, say, view
 from paymux.api.dashboard.render import DashboardRoute, redirect
 from paymux.api.dashboard.sessions import Session
 from paymux.domain.access import Principal, Role
+from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
 from paymux.domain.money import MoneyError, check_amount, parse_major
 from paymux.service import access as access_svc
 from paymux.service import balances as balances_svc
@@ -24,7 +27,8 @@ from paymux.service import merchants as merchants_svc
 from paymux.service import webhook_endpoints as endpoints_svc
 from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest, NotFound
-from paymux.service.feebook import entry_view
+from paymux.service.feebook import FeeBook, entry_view
+from paymux.store import audit_repo
 from paymux.store.dashboard_repo import DeliverySearch
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
@@ -93,6 +97,8 @@ async def merchant_detail(
         m=rows[0],
         fee_rules=entries,
         keys=await access_svc.list_keys(gw, merchant_id=merchant_id),
+        channels=sorted(gw.channels),
+        payee_types=PAYEE_TYPES,
         topup_key=secrets.token_urlsafe(16),  # a resubmitted form replays, never repeats
     )
 
@@ -182,3 +188,67 @@ async def redeliver(
         if isinstance(back, str) and back.startswith("/dashboard/")
         else "/dashboard/webhooks/deliveries"
     )
+
+
+PAYEE_TYPES = ("alipay_account", "wechat_openid", "bank_card")
+_BPS = re.compile(r"[0-9]{1,5}(\.[0-9]{1,4})?", re.ASCII)
+
+
+def _yuan(form: FormData, name: str, *, optional: bool = False) -> int | None:
+    text = form.get(name)
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        if optional:
+            return None
+        return 0
+    try:
+        return parse_major(text, "CNY")
+    except MoneyError as exc:
+        raise InvalidRequest(f"{name}: {exc}") from None
+
+
+@router.post("/merchants/{merchant_id}/fee_rules")
+async def add_fee_rule(
+    merchant_id: str,
+    request: Request,
+    session: Session = Depends(operator(Role.operator)),
+    form: FormData = Depends(checked_form),
+) -> Response:
+    """A price rule for this merchant, effective now (versioned; earlier rules stay)."""
+    gw = gateway(request)
+    rows, _ = await svc.merchants_page(gw, after_id=None, limit=1, only=merchant_id[:64])
+    if not rows:
+        raise NotFound(f"no merchant {merchant_id}")
+    channel, payee_type, bps = form.get("channel"), form.get("payee_type"), form.get("bps")
+    if channel not in gw.channels or payee_type not in PAYEE_TYPES:
+        raise InvalidRequest("pick a configured channel and a payee type")
+    if not isinstance(bps, str) or not _BPS.fullmatch(bps.strip()):
+        raise InvalidRequest("bps is a decimal number of basis points, e.g. 60 or 12.5")
+    now = gw.clock()
+    try:
+        entry = FeeScheduleEntry(
+            kind=FeeKind.price,
+            channel=str(channel),
+            payee_type=str(payee_type),
+            rule=FeeRule(
+                bps=Decimal(bps.strip()),
+                fixed=_yuan(form, "fixed") or 0,
+                minimum=_yuan(form, "minimum") or 0,
+                maximum=_yuan(form, "maximum", optional=True),
+            ),
+            effective_at=now,
+            merchant_id=merchant_id,
+        )
+    except FeeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    view = entry_view(entry)
+    async with gw.db.write() as conn:
+        version = await FeeBook.add(conn, entry, now=now)
+        view["version"] = version
+        draft = audit_draft(
+            actor(session), "fee_rule.create", "fee_rule", str(version), merchant_id, after=view
+        )
+        await conn.run_sync(lambda c: audit_repo.append(c, draft, now))
+    gw.feebook.invalidate()
+    await say(request, f"Fee rule v{version} for {channel} {payee_type} is in force from now.")
+    return redirect(f"/dashboard/merchants/{merchant_id}")
