@@ -18,8 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from paymux.channels.base import ChannelResult, Outcome
+from paymux.domain import states
 from paymux.domain.ledger import AccountRef, LedgerError
-from paymux.domain.states import TransferStatus, sources_for
+from paymux.domain.states import TransferStatus
 from paymux.service.channel_calls import recorded
 from paymux.service.errors import Conflict, NotFound
 from paymux.service.gateway import Gateway
@@ -28,8 +29,8 @@ from paymux.service.transfers import apply_result, order_for
 from paymux.service.views import mask_account, mask_name
 from paymux.store import dashboard_repo as repo
 
-# Statuses whose transfer still holds funds and waits on someone: those that can still fail.
-IN_FLIGHT: tuple[str, ...] = tuple(sorted(s.value for s in sources_for(TransferStatus.failed)))
+# Statuses whose transfer still holds funds and waits on the channel or the payee.
+IN_FLIGHT: tuple[str, ...] = tuple(sorted(s.value for s in states.IN_FLIGHT))
 # Paid out (a returned one moved money too, and keeps its fee).
 SETTLED = frozenset({TransferStatus.succeeded.value, TransferStatus.returned.value})
 OVERVIEW_DAYS = 30

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paymux.domain.states import IN_FLIGHT
 from paymux.store.channel_calls import ChannelCall, calls_for_transfer
 from paymux.store.reconciliation_tables import recon_discrepancies
 from paymux.store.tables import (
@@ -371,7 +372,7 @@ async def merchants_page(
                 .where(
                     and_(
                         t.merchant_id.in_(ids),
-                        t.status.in_(("pending", "processing")),
+                        t.status.in_(sorted(s.value for s in IN_FLIGHT)),
                         t.currency == "CNY",
                     )
                 )
