@@ -33,7 +33,7 @@ RESPONSE = StoredResponse(
 )
 
 
-def make_store(client: Redis, prefix: str, **kwargs: int) -> IdempotencyStore:
+def make_store(client: Redis, prefix: str, **kwargs: float) -> IdempotencyStore:
     return IdempotencyStore(client, prefix=prefix, **kwargs)
 
 
@@ -255,7 +255,9 @@ async def test_load_scripts_makes_a_fresh_store_one_round_trip(
 async def test_200_concurrent_claims_one_winner_then_all_replay(
     redis_client: Redis, key_prefix: str, sent: list[str]
 ) -> None:
-    store = make_store(redis_client, key_prefix)
+    # Atomicity, not lease expiry: the lease must outlast 200 claims on a loaded machine
+    # (with the 5 s default a claim after it ran out rightly wins again).
+    store = make_store(redis_client, key_prefix, lock_seconds=120)
     await store.load_scripts()
     sent.clear()
 
