@@ -325,3 +325,16 @@ def test_queued_item_of_an_all_or_nothing_batch_can_be_canceled(
         ledger_ok(stack)
     finally:
         stack.stop_all()
+
+
+def test_all_or_nothing_reusing_a_reference_is_refused(stack: Stack, merchant: Api) -> None:
+    tag = uuid.uuid4().hex[:8]
+    first = [item(f"{tag}-0", "alipay_account", "r0@example.com")]
+    resp = post_batch(merchant, {"items": first})
+    assert resp.status_code == 202, resp.text
+    wait_completed(merchant, resp.json()["id"])
+    before = merchant.get("/v1/balance").json()
+    again = [*first, item(f"{tag}-1", "alipay_account", "r1@example.com")]
+    refused = post_batch(merchant, {"items": again, "all_or_nothing": True})
+    assert refused.status_code == 422, refused.text
+    assert merchant.get("/v1/balance").json() == before  # nothing held
