@@ -291,3 +291,44 @@ def test_channel_private_keys_can_be_sealed_at_rest(
             assert resp.json()["status"] == "succeeded", resp.json()
     finally:
         stack.stop_all()
+
+
+def _worker_and_status(stack: Stack, secret: str) -> tuple[int, int]:
+    """On one fresh connection (so one worker process): the merchant request's status and
+    the pid of the worker that answered it (from /internal/stats, same connection)."""
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as conn:
+        status = conn.get("/v1/balance", headers={"Authorization": f"Bearer {secret}"})
+        stats = conn.get("/internal/stats", headers={"Authorization": f"Bearer {stack.admin_key}"})
+        return int(stats.json()["pid"]), status.status_code
+
+
+def test_revocation_reaches_every_worker_process(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    stack = make_stack(tmp_path_factory.mktemp("workers"), redis_url, PAYMUX_WORKERS="2")
+    try:
+        stack.start_sandboxes()
+        stack.start_gateway()
+        stack.wait_gateway()
+        merchant = new_merchant(stack)
+        key = merchant.client.post("/v1/api_keys", json={"name": "everywhere"}).json()
+        before: dict[int, int] = {}
+        for _ in range(60):  # until both workers have served (and cached) the key
+            pid, status = _worker_and_status(stack, key["secret"])
+            before[pid] = status
+            if len(before) == 2:
+                break
+        assert len(before) == 2, "the two workers did not both answer"
+        assert set(before.values()) == {200}
+        assert merchant.client.post(f"/v1/api_keys/{key['id']}/revoke").status_code == 200
+        after: dict[int, set[int]] = {}
+        # Fewer tries than the failed-authentication limit: a revoked key counts as a failure.
+        for _ in range(15):
+            pid, status = _worker_and_status(stack, key["secret"])
+            after.setdefault(pid, set()).add(status)
+            if len(after) == 2:
+                break
+        assert set(after) == set(before)
+        assert all(statuses == {401} for statuses in after.values()), after
+    finally:
+        stack.stop_all()
