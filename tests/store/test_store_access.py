@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -313,3 +314,25 @@ async def test_keys_rotate_rewraps_under_the_new_kek_and_seals_old_plaintext(
     finally:
         # Put the session's KEK back, so other tests (and workers) still open the data key.
         await data_keys_repo.rewrap_data_keys(gw.db, [*old, *new], gw.clock())
+
+
+async def test_a_revocation_racing_the_first_read_is_not_cached_as_current(gw: Gateway) -> None:
+    """The key is read from the database, then revoked (commit + version bump) before this
+    worker asks Redis for the version: the worker must not cache the stale read."""
+    _, secret, key_id = await _merchant_with_key(gw)
+    worker = Authenticator(gw)
+    real_load = worker._load
+    raced = False
+
+    async def load_then_revoke(digest: str) -> Any:
+        nonlocal raced
+        loaded = await real_load(digest)
+        if not raced:
+            raced = True
+            await access.revoke_key(gw, ADMIN, key_id, merchant_id=None)
+        return loaded
+
+    worker._load = load_then_revoke  # type: ignore[method-assign]
+    for _ in range(2):
+        with pytest.raises(AuthFailed):
+            await worker.authenticate(secret, "192.0.2.9", money_moving=False)

@@ -614,14 +614,15 @@ class Authenticator:
             cached = _Cached(loaded[0], loaded[1], "", time.monotonic())
             self._cache.pop(digest, None)
         elif admission.version != cached.version:
-            if cached.version:  # it changed since we cached it: read it again
-                loaded = await self._load(digest)
-                if loaded is None:
-                    self._cache.pop(digest, None)
-                    raise await self._failed(client, token, "unknown")
-                cached = _Cached(loaded[0], loaded[1], admission.version, time.monotonic())
-            else:
-                cached = _Cached(cached.key, cached.limit, admission.version, cached.loaded)
+            # Changed since we cached it, or just loaded (version unknown until now): read
+            # it (again) AFTER learning the version. A revocation bumps the version after
+            # its commit, so this read sees any revocation up to that version, and a later
+            # one changes the version again: a stale key is never cached as current.
+            loaded = await self._load(digest)
+            if loaded is None:
+                self._cache.pop(digest, None)
+                raise await self._failed(client, token, "unknown")
+            cached = _Cached(loaded[0], loaded[1], admission.version, time.monotonic())
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = cached
