@@ -42,6 +42,10 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
         "PAYMUX_WEBHOOK_ALLOW_PRIVATE": "true",
         "PAYMUX_LOG_LEVEL": "warning",
         "PAYMUX_DATABASE_POOL_SIZE": "5",
+        # Every stack of a session shares one Redis and one client address (127.0.0.1):
+        # tests that send wrong keys on purpose must not lock later tests out. The limit
+        # itself is tested in tests/store/test_store_access.py.
+        "PAYMUX_AUTH_FAILURE_LIMIT": "100000",
     }
     env.update(gateway_env)
     timeouts = {

@@ -336,3 +336,18 @@ async def test_a_revocation_racing_the_first_read_is_not_cached_as_current(gw: G
     for _ in range(2):
         with pytest.raises(AuthFailed):
             await worker.authenticate(secret, "192.0.2.9", money_moving=False)
+
+
+async def test_a_revoked_key_in_use_does_not_lock_its_owner_out(gw: Gateway) -> None:
+    merchant_id, old_secret, key_id = await _merchant_with_key(gw)
+    _, new_secret = await access.create_merchant_key(
+        gw, ADMIN, merchant_id, name="new", scopes=None
+    )
+    await access.revoke_key(gw, ADMIN, key_id, merchant_id=None)
+    worker = Authenticator(gw)
+    address = "192.0.2.200"
+    for _ in range(gw.settings.auth_failure_limit + 2):  # a stale process keeps trying
+        with pytest.raises(AuthFailed):
+            await worker.authenticate(old_secret, address, money_moving=False)
+    ok = await worker.authenticate(new_secret, address, money_moving=False)  # first use
+    assert ok.principal.merchant_id == merchant_id

@@ -527,14 +527,18 @@ class Authenticator:
     async def _failed(self, client: str, token: str, why: str) -> ServiceError:
         metrics.auth_failures.labels(why).inc()
         s = self._gw.settings
+        wait = 0
+        # Only unknown keys are guesses: a revoked or rolled-out key still in some client's
+        # configuration must not lock that client's address out of its new key.
         try:
-            wait = await self.gate.failures_block(
-                client,
-                key_prefix(token),
-                s.auth_failure_limit,
-                s.auth_failure_window_seconds,
-                record=True,
-            )
+            if why == "unknown":
+                wait = await self.gate.failures_block(
+                    client,
+                    key_prefix(token),
+                    s.auth_failure_limit,
+                    s.auth_failure_window_seconds,
+                    record=True,
+                )
         except RedisError:
             wait = 0
         if wait:
