@@ -102,6 +102,9 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
         # Operator-only objects (no merchant owns them): any id, the key must be refused.
         "run_id": "rr_" + uuid.uuid4().hex,
         "discrepancy_id": "dis_" + uuid.uuid4().hex,
+        # No delivery exists here (webhook workers are off in the store stack): a made-up id
+        # only proves the route refuses, not isolation of a real delivery.
+        "delivery_id": "wd_" + uuid.uuid4().hex,
         "channel": "no_such_channel",  # the fake channels do not parse callbacks
     }
     b_ids = {b_id, b_transfer["id"], b_endpoint["id"], b_events[0]["id"], b_key.id, b_batch.id}
@@ -114,6 +117,14 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
     transport = httpx.ASGITransport(app=app, client=("192.0.2.77", 1000))
     headers = {"Authorization": f"Bearer {a_secret}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://paymux.test") as client:
+        # Signed in to the dashboard too, so its pages are walked as merchant A.
+        form = await client.get("/dashboard/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None, "the dashboard sign-in form changed"
+        signed_in = await client.post(
+            "/dashboard/login", data={"csrf_token": token.group(1), "key": a_secret}
+        )
+        assert signed_in.status_code == 303, signed_in.text
         for method, template in routes:
             names = re.findall(r"{(\w+)(?::\w+)?}", template)
             unknown = [n for n in names if n not in values]
