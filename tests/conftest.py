@@ -11,9 +11,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from paymux.redis_embedded import EmbeddedRedis
 from tests.support import drop_created_databases
+
+# Hypothesis's per-example deadline is a timed assertion: on a loaded 2-core machine it
+# fails correct code. Properties are checked without it.
+settings.register_profile("paymux", deadline=None)
+settings.load_profile("paymux")
 
 
 @pytest.fixture(scope="session")
