@@ -131,6 +131,10 @@ def channel_agreement(
             problems.append(f"{ref}: we say failed, the channel says {o.status}")
         if t.status == "returned" and o.status != Outcome.RETURNED.value:
             problems.append(f"{ref}: we say returned, the channel says {o.status}")
+        if t.status == "canceled" and o.status != Outcome.CANCELED.value:
+            problems.append(f"{ref}: we say canceled, the channel says {o.status}")
+        if o.status == Outcome.CANCELED.value and t.status in SETTLED:
+            problems.append(f"{ref}: the channel cancelled it, we say {t.status}")
     return problems
 
 

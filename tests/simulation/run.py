@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,14 +43,18 @@ from sqlalchemy import Connection
 from paymux.idempotency import IdempotencyStore
 from paymux.service.balances import create_topup
 from paymux.service.bootstrap import resolve_keks
-from paymux.service.errors import IdempotencyKeyReused, InsufficientFundsError
+from paymux.service.errors import (
+    IdempotencyKeyReused,
+    InsufficientFundsError,
+    TransferNotCancelable,
+)
 from paymux.service.feebook import FeeBook
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.merchants import create_merchant
 from paymux.service.notifications import handle_notification
 from paymux.service.outbox import Outbox
 from paymux.service.sync import sync_once
-from paymux.service.transfers import NewTransfer, create_transfer
+from paymux.service.transfers import NewTransfer, cancel_transfer, create_transfer
 from paymux.settings import Settings
 from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database
@@ -116,6 +120,7 @@ PAYEES = {
         "o4GgauInH_fail_rrNGrntXDu002",
         "o4GgauInH_delay_rNGrntXDu003",
         "o4GgauInH_return_NGrntXDu004",
+        "o4GgauInH_confirm_GrntXDu005",
     ],
 }
 
@@ -130,6 +135,7 @@ OPS: list[tuple[str, int]] = [
     ("sync", 12),
     ("tick", 15),
     ("topup", 3),
+    ("cancel", 4),
     ("crash", 3),
 ]
 
@@ -387,6 +393,28 @@ class Simulation:
             await self.topup(rng.choice(model.merchants), rng.choice([50_000, 500_000]))
         elif op == "crash":
             await self.crash()
+        elif op == "cancel":
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        """A merchant cancels a transfer (mostly ones waiting for their payee)."""
+        assert self.gw is not None
+        facts = self.checker.facts
+        waiting = [t for t, f in facts.items() if f.status == "requires_confirmation"]
+        pool = waiting if waiting and self.rng.random() < 0.8 else list(facts)
+        if not pool:
+            return
+        tid = self.rng.choice(sorted(pool))
+        try:
+            row = await cancel_transfer(self.gw, facts[tid].merchant_id, tid)
+        except TransferNotCancelable as exc:
+            if exc.extra.get("transfer_status") == "canceled":
+                raise Violation(f"cancel of {tid} refused although it is canceled") from None
+            self.model.count("cancel_refused_409")
+            return
+        if row["status"] != "canceled":
+            raise Violation(f"cancel of {tid} answered {row['status']} without refusing")
+        self.model.count("canceled")
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -446,7 +474,10 @@ class Simulation:
                 pass
             self.check("settling")
             busy = [t for t in self.checker.facts.values() if in_flight(t.status)]
-            waiting = any(o.status.value == "processing" for o in world.orders.values())
+            waiting = any(
+                o.status.value in ("processing", "requires_confirmation")
+                for o in world.orders.values()
+            )
             returns_due = any(
                 o.returns_at and o.returns_at > world.now for o in world.orders.values()
             )
@@ -556,10 +587,14 @@ def run_many(seeds: list[int], ops: int, *, jobs: int = 1, quiet: bool = False) 
     results: list[Outcome] = []
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            for result in pool.map(_run_in_worker, seeds, [ops] * len(seeds)):
-                report(result)
-                results.append(result)
-        return results
+            futures = [pool.submit(_run_in_worker, seed, ops) for seed in seeds]
+            for done in as_completed(futures):
+                report(done.result())
+                results.append(done.result())
+                if not quiet and len(results) % 50 == 0:
+                    failed = sum(not r.ok for r in results)
+                    print(f" {len(results)} seeds, {failed} failed", flush=True)
+        return sorted(results, key=lambda r: r.seed)
     workdir = _scratch()
     try:
         for seed in seeds:

@@ -63,8 +63,8 @@ class SimOrder:
     amount: int
     payee_account: str
     order_id: str
-    status: Outcome  # SUCCEEDED, FAILED, PROCESSING or RETURNED
-    final: Outcome  # what PROCESSING becomes
+    status: Outcome  # PROCESSING, REQUIRES_CONFIRMATION, SUCCEEDED, FAILED, RETURNED, CANCELED
+    final: Outcome  # what PROCESSING (or the payee's confirmation) becomes
     final_at: datetime
     returns_at: datetime | None  # a paid order that the bank bounces at this time
 
@@ -107,7 +107,8 @@ class World:
     # --- the channels' side ---------------------------------------------------------------
 
     def _progress(self, order: SimOrder) -> None:
-        if order.status is Outcome.PROCESSING and order.final_at <= self.now:
+        waiting = (Outcome.PROCESSING, Outcome.REQUIRES_CONFIRMATION)
+        if order.status in waiting and order.final_at <= self.now:
             order.status = order.final
             self.touched.add(order.reference)
             self._notify(order)
@@ -163,6 +164,9 @@ class World:
         self.creations[key] = self.creations.get(key, 0) + 1
         account = order.payee_account
         final, settle_in, returns_in = self._fate(account)
+        # WeChat: the payee must confirm in the app first (WAIT_USER_CONFIRM); they confirm,
+        # reject or let it expire by final_at, unless the merchant cancels before.
+        confirm = channel == "wechat" and ("confirm" in account or self.chance(0.2))
         created = SimOrder(
             channel=channel,
             reference=order.reference,
@@ -178,10 +182,25 @@ class World:
         )
         self.orders[key] = self.by_ref[order.reference] = created
         self.touched.add(order.reference)
-        if settle_in == 0:
+        if confirm:
+            created.status = Outcome.REQUIRES_CONFIRMATION
+            created.final_at = self.now + timedelta(seconds=self.rng.uniform(5, 180))
+        elif settle_in == 0:
             created.status = final
             self._notify(created)
         return created
+
+    def cancel(self, channel: str, reference: str) -> Outcome | None:
+        """The merchant asks to cancel: only before the payee confirmed. None: no order."""
+        order = self.orders.get((channel, reference))
+        if order is None:
+            return None
+        if order.status is Outcome.REQUIRES_CONFIRMATION:
+            order.status = Outcome.CANCELED
+            order.returns_at = None
+            self.touched.add(reference)
+            self._notify(order)
+        return order.status
 
     def _fate(self, account: str) -> tuple[Outcome, float, float | None]:
         """(final outcome, seconds until final (0: at once), seconds until a bounce)."""
@@ -245,6 +264,20 @@ class SimChannel:
         if found is None:
             return ChannelResult(Outcome.NOT_FOUND)
         return result_of(found)
+
+    async def cancel(self, order: TransferOrder) -> ChannelResult:
+        """Cancellable: CANCELED when the channel cancelled, else its current state."""
+        w = self.world
+        if w.chance(w.faults.crash_before_send):
+            raise SimulatedCrash(f"before cancelling {order.reference}")
+        if w.chance(w.faults.lost_request):
+            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_request")
+        status = w.cancel(self.name, order.reference)
+        if w.chance(w.faults.crash_after_send):
+            raise SimulatedCrash(f"after {self.name} answered the cancel of {order.reference}")
+        if w.chance(w.faults.lost_answer) or status is None:
+            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_answer")
+        return result_of(w.orders[(self.name, order.reference)])
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         if headers.get("x-sim-signature") != "valid":
