@@ -40,8 +40,10 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy import Connection
 
+from paymux.domain.batches import item_idempotency_key
 from paymux.idempotency import IdempotencyStore
 from paymux.service.balances import create_topup
+from paymux.service.batches import NewItem, _Limits, _new_transfer, batch_pass, create_batch
 from paymux.service.bootstrap import resolve_keks
 from paymux.service.errors import (
     IdempotencyKeyReused,
@@ -136,6 +138,9 @@ OPS: list[tuple[str, int]] = [
     ("tick", 15),
     ("topup", 3),
     ("cancel", 4),
+    ("batch", 2),
+    ("batch_retry", 1),
+    ("batch_pass", 5),
     ("crash", 3),
 ]
 
@@ -153,8 +158,9 @@ class CrashingOutbox(Outbox):
         self.world = world
 
     def emit(self, conn: Connection, **kw: Any) -> str:
+        self.world.check_alive()
         if self.world.chance(self.world.faults.crash_in_commit):
-            raise SimulatedCrash("inside a transaction, before it committed")
+            raise self.world.die("inside a transaction, before it committed")
         return super().emit(conn, **kw)
 
 
@@ -168,10 +174,20 @@ class Request:
 
 
 @dataclass
+class BatchRequest:
+    merchant: str
+    items: list[NewItem]
+    aon: bool  # all_or_nothing
+    answer: str | None = None
+    refused: bool = False
+
+
+@dataclass
 class Model:
     merchants: list[str] = field(default_factory=list)
     topups: dict[str, int] = field(default_factory=dict)
     requests: dict[str, Request] = field(default_factory=dict)
+    batches: dict[str, BatchRequest] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, what: str) -> None:
@@ -212,11 +228,15 @@ class Simulation:
             sync_concurrency=1,  # one at a time: the order of events is the seed's
             pending_recovery_age_seconds=30.0,
             channel_call_timeout_seconds=30.0,
+            batch_default_concurrency=1,  # one item at a time: the order is the seed's
+            batch_default_rate_per_second=0,  # no pacing (it sleeps in real time)
+            batch_claim_seconds=60.0,
         )
         self.checker = Checker(str(self.path))
         self.gw: Gateway | None = None
         self.step_no = 0
         self.lives = 0
+        self.item_seq = 0
 
     # --- gateway lives ----------------------------------------------------------------------
 
@@ -253,6 +273,7 @@ class Simulation:
             await self.gw.db.dispose()
             await self.gw.redis.aclose()
         self.gw = None
+        self.world.dead = False
 
     async def ensure_life(self) -> Gateway:
         """A running gateway; a new one runs start-up recovery, and may crash doing it."""
@@ -261,6 +282,9 @@ class Simulation:
             self.gw = gw
             try:
                 await sync_once(gw, recover_all_pending=True)
+                await batch_pass(gw, _Limits(gw), reclaim_all=True)  # as run_batch_loop starts
+                if self.world.dead:
+                    raise SimulatedCrash("died in a batch item")
             except SimulatedCrash:
                 await self.crash()
         return self.gw
@@ -395,6 +419,87 @@ class Simulation:
             await self.crash()
         elif op == "cancel":
             await self.cancel()
+        elif op == "batch":
+            await self.new_batch()
+        elif op == "batch_retry" and model.batches:
+            await self.send_batch(rng.choice(sorted(model.batches)))
+        elif op == "batch_pass":
+            assert self.gw is not None
+            await batch_pass(self.gw, _Limits(self.gw))
+
+    def new_item(self) -> NewItem:
+        rng = self.rng
+        payee_type = rng.choice(sorted(PAYEES))
+        body: dict[str, Any] = {
+            "amount": rng.choice([1, 100, 5_000, rng.randrange(1, 60_000)]),
+            "currency": "CNY",
+            "payee": {
+                "type": payee_type,
+                "account": rng.choice(PAYEES[payee_type]),
+                "name": "Zhang San",
+            },
+            "description": "simulated batch item",
+        }
+        self.item_seq += 1
+        return NewItem(f"item-{self.item_seq}", _new_transfer(body), body)
+
+    async def new_batch(self) -> None:
+        key = f"batch-{len(self.model.batches)}"
+        items = [self.new_item() for _ in range(self.rng.randint(1, 8))]
+        merchant = self.rng.choice(self.model.merchants)
+        self.model.batches[key] = BatchRequest(merchant, items, self.rng.random() < 0.3)
+        await self.send_batch(key)
+
+    async def send_batch(self, key: str) -> None:
+        assert self.gw is not None
+        req = self.model.batches[key]
+        try:
+            accepted = await create_batch(
+                self.gw, req.merchant, key, f"fp-{key}", req.items, all_or_nothing=req.aon
+            )
+        except InsufficientFundsError:
+            if req.answer is not None:
+                raise Violation(f"batch {key} answered {req.answer} before, now 402") from None
+            req.refused = True
+            self.model.count("batch_refused_402")
+            return
+        if req.answer is not None and accepted.batch.id != req.answer:
+            raise Violation(f"batch {key} answered {req.answer} before, now {accepted.batch.id}")
+        req.answer, req.refused = accepted.batch.id, False
+        self.model.count("batch_replayed" if accepted.replayed else "batch_accepted")
+
+    def batch_checks(self) -> list[str]:
+        """Every accepted batch completed once, each item with one transfer of its amount."""
+        problems: list[str] = []
+        q = self.checker.conn.execute
+        by_key = {(t.merchant_id, t.idempotency_key): tid for tid, t in self.checker.facts.items()}
+        for key, req in self.model.batches.items():
+            if req.answer is None:
+                if not req.refused:
+                    problems.append(f"batch {key} never answered")
+                continue
+            status = q("SELECT status FROM transfer_batches WHERE id = ?", (req.answer,)).fetchone()
+            completed = q(
+                "SELECT COUNT(*) FROM events WHERE object_id = ? AND type = ?",
+                (req.answer, "transfer_batch.completed"),
+            ).fetchone()[0]
+            if status is None or status[0] != "completed" or completed != 1:
+                problems.append(f"batch {key}: status {status}, {completed} completed events")
+            rows = q(
+                "SELECT reference, state, transfer_id, amount FROM transfer_batch_items"
+                " WHERE batch_id = ?",
+                (req.answer,),
+            ).fetchall()
+            if len(rows) != len(req.items):
+                problems.append(f"batch {key}: {len(rows)} items of {len(req.items)}")
+            for reference, state, tid, amount in rows:
+                mine = by_key.get((req.merchant, item_idempotency_key(reference)))
+                t = self.checker.facts.get(mine or "")
+                if state == "submitted" and (t is None or t.amount != amount or tid != mine):
+                    problems.append(f"batch {key} item {reference}: transfer {tid} vs {mine}")
+                if state not in ("submitted", "failed", "canceled"):
+                    problems.append(f"batch {key} item {reference} still {state}")
+        return problems
 
     async def cancel(self) -> None:
         """A merchant cancels a transfer (mostly ones waiting for their payee)."""
@@ -452,6 +557,8 @@ class Simulation:
             try:
                 await self.ensure_life()
                 await self.operate(op)
+                if self.world.dead:  # a crash some gather(return_exceptions=True) swallowed
+                    raise SimulatedCrash("died inside a gathered task")
             except SimulatedCrash:
                 await self.crash()
             self.check(f"step {self.step_no} ({op})")
@@ -463,6 +570,7 @@ class Simulation:
         """Faults stop; time runs on; merchants retry every key they got no answer for."""
         world, model = self.world, self.model
         world.faults = Faults.none()
+        world.drop_duplicates()  # the run delivered plenty; here they would only cost time
         gw = await self.ensure_life()
         for _ in range(400):
             for key, req in model.requests.items():
@@ -472,6 +580,11 @@ class Simulation:
                 await self.deliver(q, requeue=True)
             while await sync_once(gw):
                 pass
+            while await batch_pass(gw, _Limits(gw)):
+                pass
+            for key in sorted(model.batches):
+                if model.batches[key].answer is None and not model.batches[key].refused:
+                    await self.send_batch(key)
             self.check("settling")
             busy = [t for t in self.checker.facts.values() if in_flight(t.status)]
             waiting = any(
@@ -511,6 +624,7 @@ class Simulation:
                 continue
             if len(found) != 1 or found[0] != req.answer:
                 problems.append(f"key {key}: answered {req.answer}, transfers {found}")
+        problems += self.batch_checks()
         if problems:
             raise Violation("after settling: " + "; ".join(problems[:8]))
 

@@ -90,11 +90,22 @@ class World:
         self.inbox: list[Queued] = []  # notifications on their way to us
         self.delivered: list[Queued] = []  # for late redelivery (stale, out of order)
         self.violations: list[str] = []  # breaches of the channel contract by the gateway
+        self.dead = False
         self._seq = itertools.count()
         self._ids = itertools.count(1)
 
     def clock(self) -> datetime:
         return self.now
+
+    def die(self, where: str) -> SimulatedCrash:
+        """The gateway dies here. ``dead`` stays set until the driver restarts it, so work a
+        ``gather(return_exceptions=True)`` keeps running after the crash dies too."""
+        self.dead = True
+        return SimulatedCrash(where)
+
+    def check_alive(self) -> None:
+        if self.dead:
+            raise SimulatedCrash("the process is already dead")
 
     def chance(self, p: float) -> bool:
         return p > 0 and self.rng.random() < p
@@ -140,6 +151,14 @@ class World:
     def queue(self, channel: str, body: bytes, *, delay: float, forged: bool = False) -> None:
         at = self.now + timedelta(seconds=delay)
         heapq.heappush(self.inbox, Queued(at, next(self._seq), channel, body, forged))
+
+    def drop_duplicates(self) -> None:
+        """Keep one queued copy of each notification (the earliest)."""
+        kept: dict[tuple[str, bytes], Queued] = {}
+        for q in sorted(self.inbox):
+            kept.setdefault((q.channel, q.body), q)
+        self.inbox = sorted(kept.values())
+        heapq.heapify(self.inbox)
 
     def take_due(self) -> Queued | None:
         """A due notification; not always the oldest one, so deliveries reorder."""
@@ -243,21 +262,23 @@ class SimChannel:
 
     async def send(self, order: TransferOrder) -> ChannelResult:
         w = self.world
+        w.check_alive()
         if w.chance(w.faults.crash_before_send):
-            raise SimulatedCrash(f"before sending {order.reference}")
+            raise w.die(f"before sending {order.reference}")
         if w.chance(w.faults.lost_request):
             return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_request")
         placed = w.open_order(self.name, order)
         if w.chance(w.faults.crash_after_send):
-            raise SimulatedCrash(f"after {self.name} accepted {order.reference}")
+            raise w.die(f"after {self.name} accepted {order.reference}")
         if w.chance(w.faults.lost_answer):
             return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_answer")
         return result_of(placed)
 
     async def query(self, order: TransferOrder) -> ChannelResult:
         w = self.world
+        w.check_alive()
         if w.chance(w.faults.crash_in_query):
-            raise SimulatedCrash(f"while querying {order.reference}")
+            raise w.die(f"while querying {order.reference}")
         if w.chance(w.faults.query_timeout):
             return ChannelResult(Outcome.PROCESSING, raw_status="sim_query_timeout")
         found = w.orders.get((self.name, order.reference))
@@ -268,13 +289,14 @@ class SimChannel:
     async def cancel(self, order: TransferOrder) -> ChannelResult:
         """Cancellable: CANCELED when the channel cancelled, else its current state."""
         w = self.world
+        w.check_alive()
         if w.chance(w.faults.crash_before_send):
-            raise SimulatedCrash(f"before cancelling {order.reference}")
+            raise w.die(f"before cancelling {order.reference}")
         if w.chance(w.faults.lost_request):
             return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_request")
         status = w.cancel(self.name, order.reference)
         if w.chance(w.faults.crash_after_send):
-            raise SimulatedCrash(f"after {self.name} answered the cancel of {order.reference}")
+            raise w.die(f"after {self.name} answered the cancel of {order.reference}")
         if w.chance(w.faults.lost_answer) or status is None:
             return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_answer")
         return result_of(w.orders[(self.name, order.reference)])
