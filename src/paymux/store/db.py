@@ -189,9 +189,18 @@ class Database:
         if self._writer_engine is not None:
             return await self.run_write(fn)
         with translated_errors():
-            async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                return await conn.run_sync(fn)
+            for attempt in range(_DEADLOCK_RETRIES):
+                try:
+                    async with self.engine.connect() as conn:
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        return await conn.run_sync(fn)
+                except DBAPIError as exc:
+                    # A deadlock victim's statement was rolled back whole: run it again (as
+                    # run_write does); a same-key twin then shows as a unique violation.
+                    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                    if code not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
 
     def _install_listeners(self, sync_engine: Engine) -> None:
         counters = self.counters
