@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from paymux.devstack import free_port, sandbox_settings
 from paymux.redis_embedded import EmbeddedRedis
+from paymux.sealing import new_kek_entry
 from tests.chaos import checks
 from tests.chaos.checks import ChannelOrder, Delivery, KeyRecord, Row, TransferRow
 
@@ -63,7 +64,7 @@ class Profile:
 
 PROFILES = {
     "short": Profile(
-        load_seconds=55,
+        load_seconds=45,
         max_keys=3000,
         clients=10,
         settle_seconds=60,
@@ -238,6 +239,8 @@ class Chaos:
         self.fault_log: list[str] = []
         self.kills = 0
         self.down: set[str] = set()
+        self.kek_file = workdir / "kek"
+        self.loading = True
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class Chaos:
             await engine.dispose()
 
     async def start_services(self) -> None:
+        self.kek_file.write_text(new_kek_entry() + "\n")
+        self.kek_file.chmod(0o600)
         self.redis.start()
         wechat_args = list(SANDBOX_ARGS)
         help_text = (
@@ -356,6 +361,7 @@ class Chaos:
             "PAYMUX_DATABASE_URL": self.gateway_db_url,
             "PAYMUX_CHANNELS": json.dumps(channels),
             "PAYMUX_CHANNELS_FILE": str(self.workdir / "no-channels.toml"),
+            "PAYMUX_KEK_FILE": str(self.kek_file),  # replicas share the key-encryption key
         }
 
     async def start_gateway(self, name: str) -> None:
@@ -431,7 +437,7 @@ class Chaos:
         rng = random.Random(self.seed * 1000 + wid)
         merchants = sorted(self.merchants)
         async with httpx.AsyncClient(timeout=httpx.Timeout(15, connect=3)) as client:
-            while time.monotonic() < self.load_until and len(self.keys) < self.profile.max_keys:
+            while self.loading and len(self.keys) < self.profile.max_keys:
                 payee_type = rng.choice(sorted(PAYEES))
                 body = {
                     "amount": rng.choice([1, 100, 2_50, 10_000, rng.randrange(1, 500_000)]),
@@ -505,9 +511,7 @@ class Chaos:
         for i, kind in enumerate(plan):
             at = self.started + gap * (i + 1) + self.rng.uniform(-gap / 4, gap / 4)
             await asyncio.sleep(max(0.0, at - time.monotonic()))
-            if time.monotonic() > self.load_until:
-                break
-            await self.inject(kind)
+            await self.inject(kind)  # every planned fault runs; the load lasts until they did
 
     # --- settle and collect ------------------------------------------------------------------
 
@@ -584,7 +588,12 @@ class Chaos:
             [sys.executable, "-m", "paymux", "ledger", "check"],
             capture_output=True,
             text=True,
-            env={**os.environ, "PAYMUX_DATABASE_URL": self.direct_url, "PAYMUX_REDIS_URL": ""},
+            env={
+                **os.environ,
+                "PAYMUX_DATABASE_URL": self.direct_url,
+                "PAYMUX_REDIS_URL": "",
+                "PAYMUX_KEK_FILE": str(self.kek_file),
+            },
             check=False,
         )
         deliveries = []
@@ -616,18 +625,21 @@ class Chaos:
         await self.create_merchants()
         log(f"{self.replicas} replica(s) on {self.db}; load for {p.load_seconds:.0f}s")
         self.started = time.monotonic()
-        self.load_until = self.started + p.load_seconds
-        self.give_up_at = self.load_until + p.settle_seconds
+        self.give_up_at = float("inf")  # set when settling starts
         faults = asyncio.create_task(self.fault_loop())
-        await asyncio.gather(*(self.client_loop(i) for i in range(p.clients)))
+        clients = [asyncio.create_task(self.client_loop(i)) for i in range(p.clients)]
+        await asyncio.sleep(p.load_seconds)
         await faults  # an injected outage always ends (healed, restarted) before settling
+        self.loading = False
         for name in sorted(self.down):
             await self.start_gateway(name)
         sent = time.monotonic() - self.started
         log(f"load done: {len(self.keys)} keys in {sent:.0f}s; settling")
+        # One bound for the whole settle: keys still retried and the database quiet.
+        self.give_up_at = time.monotonic() + p.settle_seconds
+        await asyncio.gather(*clients)
         engine = create_async_engine(self.direct_url)
         try:
-            # One bound for the whole settle: keys still retried and the database quiet.
             while time.monotonic() < self.give_up_at and not await self.settled(engine):  # noqa: ASYNC110
                 await asyncio.sleep(1)
             log(f"settled in {time.monotonic() - self.started - sent:.0f}s; checking")
