@@ -115,8 +115,8 @@ SANDBOX_ARGS = [
     "1.0",
     "--hang-seconds",
     "5",
-    "--notify-schedule",
-    "0.3,0.5,1,1,2,2,3,5,5",
+    "--notify-schedule",  # resent for ~2 minutes: longer than a replica's restart here
+    "0.3,0.5,1,1,2,2,3,5,5,10,10,15,15,20,30",
     "--fault-rate",
     "0.02",
 ]
@@ -533,7 +533,15 @@ class Chaos:
                     text("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
                 )
             ).scalar_one()
-        return busy == 0 and unrelayed == 0 and undelivered == 0
+        if busy or unrelayed or undelivered:
+            return False
+        # The channels' notifications too (a bounce arrives only by notification here).
+        async with httpx.AsyncClient(timeout=10) as client:
+            for port in self.sandbox_ports.values():
+                orders = (await client.get(f"http://127.0.0.1:{port}/__sandbox/orders")).json()
+                if any(o["notifications_sent"] and not o["notification_acked"] for o in orders):
+                    return False
+        return True
 
     async def sandbox_orders(self) -> list[ChannelOrder]:
         out: list[ChannelOrder] = []
