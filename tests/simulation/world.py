@@ -91,6 +91,7 @@ class World:
         self.delivered: list[Queued] = []  # for late redelivery (stale, out of order)
         self.violations: list[str] = []  # breaches of the channel contract by the gateway
         self.dead = False
+        self.outage_until: dict[str, datetime] = {}  # a channel unreachable until then
         self._seq = itertools.count()
         self._ids = itertools.count(1)
 
@@ -102,6 +103,10 @@ class World:
         ``gather(return_exceptions=True)`` keeps running after the crash dies too."""
         self.dead = True
         return SimulatedCrash(where)
+
+    def unreachable(self, channel: str) -> bool:
+        until = self.outage_until.get(channel)
+        return until is not None and self.now < until
 
     def check_alive(self) -> None:
         if self.dead:
@@ -265,13 +270,15 @@ class SimChannel:
         w.check_alive()
         if w.chance(w.faults.crash_before_send):
             raise w.die(f"before sending {order.reference}")
+        if w.unreachable(self.name):
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_unreachable")
         if w.chance(w.faults.lost_request):
-            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_request")
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_lost_request")
         placed = w.open_order(self.name, order)
         if w.chance(w.faults.crash_after_send):
             raise w.die(f"after {self.name} accepted {order.reference}")
         if w.chance(w.faults.lost_answer):
-            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_answer")
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_lost_answer")
         return result_of(placed)
 
     async def query(self, order: TransferOrder) -> ChannelResult:
@@ -279,8 +286,10 @@ class SimChannel:
         w.check_alive()
         if w.chance(w.faults.crash_in_query):
             raise w.die(f"while querying {order.reference}")
+        if w.unreachable(self.name):
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_unreachable")
         if w.chance(w.faults.query_timeout):
-            return ChannelResult(Outcome.PROCESSING, raw_status="sim_query_timeout")
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_query_timeout")
         found = w.orders.get((self.name, order.reference))
         if found is None:
             return ChannelResult(Outcome.NOT_FOUND)
@@ -292,13 +301,15 @@ class SimChannel:
         w.check_alive()
         if w.chance(w.faults.crash_before_send):
             raise w.die(f"before cancelling {order.reference}")
+        if w.unreachable(self.name):
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_unreachable")
         if w.chance(w.faults.lost_request):
-            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_request")
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_lost_request")
         status = w.cancel(self.name, order.reference)
         if w.chance(w.faults.crash_after_send):
             raise w.die(f"after {self.name} answered the cancel of {order.reference}")
         if w.chance(w.faults.lost_answer) or status is None:
-            return ChannelResult(Outcome.PROCESSING, raw_status="sim_lost_answer")
+            return ChannelResult(Outcome.PROCESSING, raw_status="paymux_sim_lost_answer")
         return result_of(w.orders[(self.name, order.reference)])
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
