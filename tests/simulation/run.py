@@ -153,6 +153,17 @@ class Violation(AssertionError):
     pass
 
 
+class SerialLimits(_Limits):
+    """One batch item at a time across all channels: the order of events is the seed's."""
+
+    def __init__(self, gw: Gateway) -> None:
+        super().__init__(gw)
+        self.one = asyncio.Semaphore(1)
+
+    def sem(self, channel: str) -> asyncio.Semaphore:
+        return self.one
+
+
 class CrashingOutbox(Outbox):
     """The real outbox, with a chance of the process dying while a transaction is open
     (after some of its statements ran): the database must roll all of it back."""
@@ -288,7 +299,7 @@ class Simulation:
             self.gw = gw
             try:
                 await sync_once(gw, recover_all_pending=True)
-                await batch_pass(gw, _Limits(gw), reclaim_all=True)  # as run_batch_loop starts
+                await batch_pass(gw, SerialLimits(gw), reclaim_all=True)  # as run_batch_loop starts
                 if self.world.dead:
                     raise SimulatedCrash("died in a batch item")
             except SimulatedCrash:
@@ -434,7 +445,7 @@ class Simulation:
             world.outage_until[channel] = world.now + timedelta(seconds=rng.uniform(5, 90))
         elif op == "batch_pass":
             assert self.gw is not None
-            await batch_pass(self.gw, _Limits(self.gw))
+            await batch_pass(self.gw, SerialLimits(self.gw))
 
     def new_item(self) -> NewItem:
         rng = self.rng
@@ -589,7 +600,7 @@ class Simulation:
             while (q := world.take_due()) is not None:
                 await self.deliver(q, requeue=True)
             await self.drain(lambda: sync_once(gw), "sync loop")
-            await self.drain(lambda: batch_pass(gw, _Limits(gw)), "batch worker")
+            await self.drain(lambda: batch_pass(gw, SerialLimits(gw)), "batch worker")
             for key in sorted(model.batches):
                 if model.batches[key].answer is None and not model.batches[key].refused:
                     await self.send_batch(key)
