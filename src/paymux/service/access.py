@@ -39,7 +39,7 @@ from paymux.request_context import current_request_id
 from paymux.service.errors import NotFound, ServiceError, ServiceUnavailable
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
-from paymux.store import audit_repo, keys_repo
+from paymux.store import audit_repo, keys_repo, merchants_repo
 from paymux.store.audit_repo import AuditDraft
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,7 @@ async def create_merchant_key(
 ) -> tuple[ApiKey, str]:
     """A new key for ``merchant_id``; the secret is returned here only."""
     rid = current_request_id()  # read here: write() runs on the writer thread
-    from paymux.service.merchants import merchant_exists  # noqa: PLC0415
-
-    if not await merchant_exists(gw, merchant_id):
+    if not await merchants_repo.exists(gw.db, merchant_id):
         raise NotFound(f"no merchant {merchant_id}")
     key, secret = _new_key(
         "merchant",
@@ -442,9 +440,7 @@ async def set_rate_limit(
     gw: Gateway, actor: Principal, merchant_id: str, limit: RateLimit
 ) -> RateLimit:
     rid = current_request_id()  # read here: write() runs on the writer thread
-    from paymux.service.merchants import merchant_exists  # noqa: PLC0415
-
-    if not await merchant_exists(gw, merchant_id):
+    if not await merchants_repo.exists(gw.db, merchant_id):
         raise NotFound(f"no merchant {merchant_id}")
     now = gw.clock()
 

@@ -14,7 +14,7 @@ from paymux.request_context import current_request_id
 from paymux.service.access import Authenticator, audit_draft, hash_key, key_prefix, new_secret
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
-from paymux.store import audit_repo, keys_repo
+from paymux.store import audit_repo, keys_repo, merchants_repo
 from paymux.store.ledger_repo import ensure_accounts
 from paymux.store.tables import merchants
 
@@ -86,9 +86,7 @@ async def list_merchants(gw: Gateway) -> list[dict[str, Any]]:
 
 
 async def merchant_exists(gw: Gateway, merchant_id: str) -> bool:
-    async with gw.db.read() as conn:
-        found = await conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id))
-        return found.first() is not None
+    return await merchants_repo.exists(gw.db, merchant_id)
 
 
 # The authenticator now covers merchant and operator keys (service/access.py).
