@@ -97,7 +97,10 @@ def world(browser_stack: Stack) -> Any:
     ):
         wait_for(lambda: status_of(api, tid) == want, 30, f"{tid} {want}")
     # A's endpoint answers 500: with the short retry schedule its deliveries give up.
+    # Wait for one to be marked failed, not just for attempts: the deliveries page is
+    # filtered on that status, and three attempts arrive before the give-up is written.
     wait_for(lambda: len(receiver.ids()) >= 3, 30, "webhook attempts")
+    wait_for(lambda: _has_failed_delivery(a), 60, "a delivery that gave up")
     try:
         yield World(
             stack=browser_stack,
@@ -114,6 +117,15 @@ def world(browser_stack: Stack) -> Any:
         )
     finally:
         receiver.stop()
+
+
+def _has_failed_delivery(api: Api) -> bool:
+    events = api.get("/v1/events?limit=100").json()["data"]
+    for event in events:
+        detail = api.get(f"/v1/events/{event['id']}").json()
+        if any(d["status"] == "failed" for d in detail["deliveries"]):
+            return True
+    return False
 
 
 def sign_in(page: Page, stack: Stack, key: str) -> None:
