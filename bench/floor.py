@@ -21,7 +21,8 @@ from paymux_alipay.channel import AlipayChannel, AlipaySettings
 from paymux_alipay.devkit import sandbox_channel_settings
 from redis.asyncio import Redis
 
-from paymux.channels.base import PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.payees import PayeeType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

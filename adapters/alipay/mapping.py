@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from paymux.channels.base import ChannelResult, Outcome, PayeeType, TransferOrder
+from paymux.channels.base import ChannelResult, TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 METHOD_TRANSFER: Final = "alipay.fund.trans.uni.transfer"
 METHOD_QUERY: Final = "alipay.fund.trans.common.query"

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from paymux.channels.base import StatementCorrupt, StatementLine, StatementLineKind
+from paymux.channels.base import StatementCorrupt
+from paymux.domain.statement_lines import StatementLine, StatementLineKind
 
 METHOD_BILL_URL: Final = "alipay.data.dataservice.bill.downloadurl.query"
 BILL_TYPE: Final = "signcustomer"

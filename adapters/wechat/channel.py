@@ -32,13 +32,13 @@ from paymux.channels.base import (
     InvalidSignature,
     MalformedNotification,
     Notification,
-    Outcome,
-    PayeeType,
-    StatementLine,
     TransferOrder,
 )
 from paymux.channels.errors import RetryableBeforeAcceptance
 from paymux.channels.http import make_http_client
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
+from paymux.domain.statement_lines import StatementLine
 
 from . import mapping
 from .failure_codes import FAILURE_CODES

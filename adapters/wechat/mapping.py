@@ -10,14 +10,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from paymux.channels.base import (
-    ChannelResult,
-    MalformedNotification,
-    Notification,
-    Outcome,
-    PayeeType,
-    TransferOrder,
-)
+from paymux.channels.base import ChannelResult, MalformedNotification, Notification, TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 TRANSFER_PATH = "/v3/fund-app/mch-transfer/transfer-bills"
 QUERY_PATH_PREFIX = "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/"

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from paymux.channels.base import StatementCorrupt, StatementLine, StatementLineKind
+from paymux.channels.base import StatementCorrupt
+from paymux.domain.statement_lines import StatementLine, StatementLineKind
 
 BILL_PATH: Final = "/v3/bill/fundflowbill"
 DOWNLOAD_PATH: Final = "/v3/billdownload/file"

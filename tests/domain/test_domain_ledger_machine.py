@@ -16,7 +16,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from paymux.channels.base import Outcome
 from paymux.domain.ledger import (
     AccountKind,
     AccountRef,
@@ -32,6 +31,7 @@ from paymux.domain.ledger import (
     settle_entry,
     topup_entry,
 )
+from paymux.domain.outcomes import Outcome
 from paymux.domain.states import TransferStatus, ledger_action, transition_path
 
 MERCHANTS = ("mer_a", "mer_b")

@@ -25,7 +25,7 @@ FORBIDDEN = {
     "urllib",
     "uvicorn",
 }
-ALLOWED_PAYMUX = {"paymux.domain", "paymux.channels.base"}
+ALLOWED_PAYMUX = {"paymux.domain"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paymux.channels.base import Outcome, StatementLine, StatementLineKind
 from paymux.domain.ledger_digest import GENESIS, EntryFacts, chain, leaf, merkle_root
+from paymux.domain.outcomes import Outcome
 from paymux.domain.reconciliation import (
     DiscrepancyKind,
     ReferenceLines,
@@ -17,6 +17,7 @@ from paymux.domain.reconciliation import (
     judge,
     missing_in_statement,
 )
+from paymux.domain.statement_lines import StatementLine, StatementLineKind
 from paymux.domain.states import TransferStatus
 
 S = TransferStatus

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paymux.channels.base import PayeeType
+from paymux.domain.payees import PayeeType
 from paymux.domain.routing import RoutingError, route
 
 CHANNELS = {

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paymux.channels.base import Outcome
 from paymux.domain.ledger import EntryKind
+from paymux.domain.outcomes import Outcome
 from paymux.domain.states import (
     TERMINAL,
     InvalidTransition,

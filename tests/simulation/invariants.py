@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from paymux.channels.base import Outcome
+from paymux.domain.outcomes import Outcome
 from paymux.domain.states import RANK, TransferStatus, can_move, ledger_action
 
 SETTLED = {TransferStatus.succeeded.value, TransferStatus.returned.value}

@@ -21,15 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from paymux.channels.base import (
-    Ack,
-    ChannelResult,
-    InvalidSignature,
-    Notification,
-    Outcome,
-    PayeeType,
-    TransferOrder,
-)
+from paymux.channels.base import Ack, ChannelResult, InvalidSignature, Notification, TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 
 class SimulatedCrash(BaseException):

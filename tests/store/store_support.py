@@ -11,15 +11,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from paymux.channels.base import (
-    Ack,
-    ChannelResult,
-    Notification,
-    Outcome,
-    PayeeType,
-    TransferOrder,
-)
+from paymux.channels.base import Ack, ChannelResult, Notification, TransferOrder
 from paymux.domain.ledger import AccountRef, JournalEntry, Posting, replay
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 from paymux.service.balances import create_topup
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import create_merchant

@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from paymux.api.app import create_app
-from paymux.channels.base import Outcome
 from paymux.domain.access import Principal, Role
 from paymux.domain.audit_chain import first_break
+from paymux.domain.outcomes import Outcome
 from paymux.service import access
 from paymux.service.access import (
     Authenticator,

@@ -7,7 +7,7 @@ import random
 
 from sqlalchemy import func, select
 
-from paymux.channels.base import Outcome
+from paymux.domain.outcomes import Outcome
 from paymux.service.errors import InsufficientFundsError
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import Created

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from paymux.channels.base import Outcome
+from paymux.domain.outcomes import Outcome
 from paymux.service import dashboard as svc
 from paymux.service.errors import NotFound
 from paymux.service.gateway import Gateway

@@ -23,7 +23,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from paymux.channels.base import ChannelResult, Outcome, PayeeType
+from paymux.channels.base import ChannelResult
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.merchants import create_merchant
 from paymux.service.transfers import apply_result

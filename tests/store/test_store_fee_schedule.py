@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import select
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
+from paymux.domain.outcomes import Outcome
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import create_merchant
 from paymux.service.transfers import apply_result

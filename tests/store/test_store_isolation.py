@@ -17,8 +17,8 @@ import pytest
 from fastapi import FastAPI
 
 from paymux.api.app import create_app
-from paymux.channels.base import Outcome
 from paymux.domain.access import Principal, Role
+from paymux.domain.outcomes import Outcome
 from paymux.service import access
 from paymux.service.access import Authenticator
 from paymux.service.batches import NewItem, create_batch

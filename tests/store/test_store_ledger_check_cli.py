@@ -9,7 +9,7 @@ import sys
 
 from sqlalchemy import select, update
 
-from paymux.channels.base import Outcome
+from paymux.domain.outcomes import Outcome
 from paymux.service.gateway import Gateway
 from paymux.settings import Settings
 from paymux.store.tables import accounts, journal_entries, postings

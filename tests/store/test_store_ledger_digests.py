@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
 
-from paymux.channels.base import Outcome
+from paymux.domain.outcomes import Outcome
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.ledger_digests import seal_days
 from paymux.settings import Settings

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
+from paymux.domain.outcomes import Outcome
 from paymux.service.errors import InsufficientFundsError
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result

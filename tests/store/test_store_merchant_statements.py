@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
+from paymux.domain.outcomes import Outcome
 from paymux.service.errors import InsufficientFundsError
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.reports import FeeReportQuery, fee_report

@@ -17,8 +17,10 @@ import pytest
 from paymux_alipay.statements import BillRow, build_bill_zip, iter_bill
 from sqlalchemy import delete, insert
 
-from paymux.channels.base import ChannelResult, Outcome, StatementLine, TransferOrder
+from paymux.channels.base import ChannelResult, TransferOrder
+from paymux.domain.outcomes import Outcome
 from paymux.domain.reconciliation import DiscrepancyState
+from paymux.domain.statement_lines import StatementLine
 from paymux.service.gateway import Gateway, utcnow
 from paymux.service.reconciliation import run_reconciliation
 from paymux.service.reconciliation_schedule import run_due_jobs

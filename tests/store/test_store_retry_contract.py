@@ -19,9 +19,11 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, insert, select
 
-from paymux.channels.base import ChannelResult, Outcome, PayeeType, TransferOrder
+from paymux.channels.base import ChannelResult, TransferOrder
 from paymux.devstack import free_port
 from paymux.domain.circuit import CircuitPolicy, CircuitState
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 from paymux.idempotency import IdempotencyStore
 from paymux.service.bootstrap import make_redis
 from paymux.service.circuits import ChannelCircuits

@@ -1,4 +1,8 @@
-"""The contract every channel adapter implements, and the outcome taxonomy it maps into.
+"""The contract every channel adapter implements.
+
+The vocabulary it maps into (:class:`~paymux.domain.outcomes.Outcome`,
+:class:`~paymux.domain.payees.PayeeType`, :class:`~paymux.domain.statement_lines.StatementLine`)
+belongs to the domain.
 
 Adapters live under ``adapters/<name>/`` and register a factory in the ``paymux.channels``
 entry-point group. The factory receives the channel's settings mapping (from
@@ -8,31 +12,14 @@ Nothing in ``paymux`` imports an adapter directly.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-
-class PayeeType(enum.StrEnum):
-    ALIPAY_ACCOUNT = "alipay_account"
-    WECHAT_OPENID = "wechat_openid"
-    BANK_CARD = "bank_card"
-
-
-class Outcome(enum.StrEnum):
-    """What a channel said about a transfer, already mapped into Paymux's taxonomy."""
-
-    SUCCEEDED = "succeeded"  # money moved to the payee
-    FAILED = "failed"  # definitive: the channel says no money moved
-    PROCESSING = "processing"  # accepted or unknown: resolve by query or callback, never resend
-    RETURNED = "returned"  # paid, then bounced back by the payee's bank (退票)
-    NOT_FOUND = "not_found"  # query only: the channel has no order under this reference
-    # The payee must confirm in the channel's app before money moves (WeChat
-    # WAIT_USER_CONFIRM); the result's next_action says how.
-    REQUIRES_CONFIRMATION = "requires_confirmation"
-    CANCELED = "canceled"  # the channel cancelled the order at our request: no money moved
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
+from paymux.domain.statement_lines import StatementLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,28 +148,6 @@ class Cancellable(Protocol):
 
 
 # --- statements (对账单): an OPTIONAL capability -------------------------------------------
-
-
-class StatementLineKind(enum.StrEnum):
-    """What one line of a channel's account-flow statement moved."""
-
-    PAYMENT = "payment"  # money paid out for a transfer (支出)
-    REFUND = "refund"  # money that came back for a transfer (bank bounce 退票 / 退回)
-    FEE = "fee"  # the channel's own charge for a transfer (手续费 / 收费)
-    OTHER = "other"  # anything else on the account (top-ups, withdrawals...): not ours
-
-
-@dataclass(frozen=True, slots=True)
-class StatementLine:
-    """One detail line of a channel statement, mapped into Paymux's terms."""
-
-    line_no: int  # 1-based position among the detail lines, for evidence
-    kind: StatementLineKind
-    reference: str | None  # our channel reference (商户订单号 / 业务凭证号), if the line has one
-    channel_order_id: str | None  # the channel's order or business id
-    amount: int  # fen, always positive: the direction is in ``kind``
-    currency: str
-    booked_at: str  # the channel's own timestamp text (Asia/Shanghai)
 
 
 class StatementUnavailable(ChannelError):

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from paymux.channels.base import Outcome, StatementLine, StatementLineKind
+from paymux.domain.outcomes import Outcome
+from paymux.domain.statement_lines import StatementLine, StatementLineKind
 from paymux.domain.states import TransferStatus, transition_path
 
 

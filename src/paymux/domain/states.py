@@ -21,8 +21,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from paymux.channels.base import Outcome
 from paymux.domain.ledger import EntryKind
+from paymux.domain.outcomes import Outcome
 
 
 class TransferStatus(enum.StrEnum):

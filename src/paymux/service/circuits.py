@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
 from paymux.domain.circuit import (
     Circuit,
     CircuitPolicy,
@@ -23,6 +23,7 @@ from paymux.domain.circuit import (
     record_failure,
     record_success,
 )
+from paymux.domain.outcomes import Outcome
 
 circuit_state = Gauge(
     "paymux_channel_circuit_state",

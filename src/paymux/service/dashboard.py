@@ -17,9 +17,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
 from paymux.domain import states
 from paymux.domain.ledger import AccountRef, LedgerError
+from paymux.domain.outcomes import Outcome
 from paymux.domain.states import TransferStatus
 from paymux.service.channel_calls import recorded
 from paymux.service.errors import Conflict, NotFound

@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from paymux import metrics, request_context, tracing
-from paymux.channels.base import ChannelResult, Outcome
+from paymux.channels.base import ChannelResult
+from paymux.domain.outcomes import Outcome
 from paymux.domain.states import TransferStatus
 from paymux.service.channel_calls import recorded
 from paymux.service.gateway import Gateway

@@ -19,14 +19,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from paymux import metrics, request_context, tracing
-from paymux.channels.base import (
-    Cancellable,
-    Channel,
-    ChannelResult,
-    Outcome,
-    PayeeType,
-    TransferOrder,
-)
+from paymux.channels.base import Cancellable, Channel, ChannelResult, TransferOrder
 from paymux.domain.failures import FailureCode, describe, unify
 from paymux.domain.fees import FeeQuote
 from paymux.domain.ids import channel_reference, new_id
@@ -39,6 +32,8 @@ from paymux.domain.ledger import (
     reverse_entry,
     settle_entry,
 )
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 from paymux.domain.routing import RoutingError, route
 from paymux.domain.states import TransferStatus, ledger_action, transition_path
 from paymux.service import circuits

@@ -23,7 +23,9 @@ from paymux_alipay.signing import (
     verify_params,
 )
 
-from paymux.channels.base import Outcome, PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 BASE = "http://alipay.test"
 NODE = "alipay_fund_trans_uni_transfer_response"

@@ -20,7 +20,9 @@ from paymux_alipay.mapping import (
     yuan_to_fen,
 )
 
-from paymux.channels.base import Outcome, PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 
 @given(st.integers(min_value=0, max_value=10**15))

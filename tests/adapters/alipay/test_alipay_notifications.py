@@ -13,14 +13,9 @@ import pytest
 from paymux_alipay.channel import AlipayChannel
 from paymux_alipay.signing import load_private_key_file, sign_notification
 
-from paymux.channels.base import (
-    Ack,
-    InvalidSignature,
-    MalformedNotification,
-    Outcome,
-    PayeeType,
-    TransferOrder,
-)
+from paymux.channels.base import Ack, InvalidSignature, MalformedNotification, TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 

@@ -12,7 +12,9 @@ import httpx
 from paymux_alipay.channel import AlipayChannel
 from paymux_alipay.signing import load_private_key_file, sign_params
 
-from paymux.channels.base import Outcome, PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 _refs = itertools.count(1)
 

@@ -16,7 +16,8 @@ import pytest
 from alipay import AliPay
 from alipay.exceptions import AliPayValidationError
 
-from paymux.channels.base import PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.payees import PayeeType
 
 
 def sdk_client(sandbox: Any) -> Any:

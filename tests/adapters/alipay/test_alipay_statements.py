@@ -17,14 +17,14 @@ from paymux_alipay.sandbox import SANDBOX_KEY, SandboxConfig, build_app
 from paymux_alipay.statements import BillRow, build_bill_zip, iter_bill
 
 from paymux.channels.base import (
-    Outcome,
-    PayeeType,
     StatementCorrupt,
-    StatementLineKind,
     StatementUnavailable,
     TransferOrder,
     statement_source,
 )
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
+from paymux.domain.statement_lines import StatementLineKind
 from tests.adapters.alipay.conftest import RunningSandbox, _serve, channel_settings
 
 DAY = "2024-03-05"

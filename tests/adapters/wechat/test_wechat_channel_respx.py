@@ -24,7 +24,9 @@ from paymux_wechat.signing import (
 from pydantic import ValidationError
 from wechat_test_support import channel_for, order_for, signed_response
 
-from paymux.channels.base import Channel, InvalidSignature, Outcome, PayeeType
+from paymux.channels.base import Channel, InvalidSignature
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 BASE = "http://wechat.test"
 SUCCESS = {"out_bill_no": None, "transfer_bill_no": "1330001", "state": "SUCCESS"}

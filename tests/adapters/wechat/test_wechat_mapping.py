@@ -4,7 +4,9 @@ import pytest
 from paymux_wechat import mapping
 from paymux_wechat.mapping import ErrorDisposition
 
-from paymux.channels.base import MalformedNotification, Outcome, PayeeType, TransferOrder
+from paymux.channels.base import MalformedNotification, TransferOrder
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 
 def _order(**overrides: object) -> TransferOrder:

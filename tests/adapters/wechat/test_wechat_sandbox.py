@@ -30,7 +30,8 @@ from wechat_test_support import (
     wait_until,
 )
 
-from paymux.channels.base import InvalidSignature, Outcome
+from paymux.channels.base import InvalidSignature
+from paymux.domain.outcomes import Outcome
 
 
 @pytest.fixture(scope="module")

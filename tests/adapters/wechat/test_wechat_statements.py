@@ -15,13 +15,9 @@ import pytest
 from paymux_wechat.keys import SandboxKeys, ensure_keys
 from paymux_wechat.statements import FlowRow, build_fundflow, iter_fundflow
 
-from paymux.channels.base import (
-    Outcome,
-    StatementCorrupt,
-    StatementLineKind,
-    StatementUnavailable,
-    statement_source,
-)
+from paymux.channels.base import StatementCorrupt, StatementUnavailable, statement_source
+from paymux.domain.outcomes import Outcome
+from paymux.domain.statement_lines import StatementLineKind
 from tests.adapters.wechat.wechat_test_support import (
     channel_for,
     fast_config,

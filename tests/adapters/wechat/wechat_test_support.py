@@ -19,7 +19,8 @@ from paymux_wechat.keys import SandboxKeys
 from paymux_wechat.sandbox import SandboxConfig, build_app
 from paymux_wechat.signing import load_private_key, signature_headers
 
-from paymux.channels.base import PayeeType, TransferOrder
+from paymux.channels.base import TransferOrder
+from paymux.domain.payees import PayeeType
 
 _references = itertools.count(1)
 _run_tag = secrets.token_hex(4).upper()
