@@ -17,6 +17,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ from paymux.service.gateway import Gateway
 from paymux.service.views import iso
 from paymux.store import audit_repo, keys_repo, merchants_repo
 from paymux.store.audit_repo import AuditDraft
+from paymux.store.db import WriteTx
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,7 @@ async def create_merchant_key(
         scopes=normalise_scopes(scopes),
     )
 
-    def write(conn: Any) -> None:
+    def write(conn: WriteTx) -> None:
         keys_repo.insert_key(conn, key, hash_key(secret), actor.key_id)
         audit_repo.append(
             conn,
@@ -235,13 +237,13 @@ async def _change_key(
     key_id: str,
     merchant_id: str | None,
     action: str,
-    change: Any,
+    change: Callable[[WriteTx, ApiKey], None],
 ) -> ApiKey:
     """Run ``change(conn, key)`` on a key (of ``merchant_id`` when given), audit it, and
     invalidate every worker's cached copy."""
     rid = current_request_id()  # read here: write() runs on the writer thread
 
-    def write(conn: Any) -> tuple[ApiKey, ApiKey]:
+    def write(conn: WriteTx) -> tuple[ApiKey, ApiKey]:
         before = keys_repo.get_key_sync(conn, key_id)
         if before is None or (merchant_id is not None and before.merchant_id != merchant_id):
             raise NotFound(f"no API key {key_id}")
@@ -275,7 +277,7 @@ async def revoke_key(
 ) -> ApiKey:
     now = gw.clock()
 
-    def change(conn: Any, key: ApiKey) -> None:
+    def change(conn: WriteTx, key: ApiKey) -> None:
         if key.id == ENV_ADMIN_KEY_ID:
             raise KeyConflict("the bootstrap admin key is revoked by removing PAYMUX_ADMIN_KEY")
         keys_repo.revoke(conn, key.id, now)
@@ -309,7 +311,7 @@ async def roll_key(
     )
     expires = now + timedelta(seconds=overlap_seconds)
 
-    def change(conn: Any, key: ApiKey) -> None:
+    def change(conn: WriteTx, key: ApiKey) -> None:
         keys_repo.insert_key(conn, new, hash_key(secret), actor.key_id)
         if overlap_seconds == 0:
             keys_repo.revoke(conn, key.id, now)
@@ -332,7 +334,7 @@ async def create_operator(
     key, secret = _new_key("operator", now=now, operator_id=op.id, name="default")
     key = ApiKey(**{**key.__dict__, "role": role})
 
-    def write(conn: Any) -> None:
+    def write(conn: WriteTx) -> None:
         keys_repo.insert_operator(conn, op)
         keys_repo.insert_key(conn, key, hash_key(secret), actor.key_id)
         audit_repo.append(
@@ -360,7 +362,7 @@ async def create_operator_key(
     now = gw.clock()
     key, secret = _new_key("operator", now=now, operator_id=operator_id, name=name)
 
-    def write(conn: Any) -> Operator:
+    def write(conn: WriteTx) -> Operator:
         op = keys_repo.get_operator_sync(conn, operator_id)
         if op is None:
             raise NotFound(f"no operator {operator_id}")
@@ -390,7 +392,7 @@ async def update_operator(
     rid = current_request_id()  # read here: write() runs on the writer thread
     now = gw.clock()
 
-    def write(conn: Any) -> Operator:
+    def write(conn: WriteTx) -> Operator:
         before = keys_repo.get_operator_sync(conn, operator_id)
         if before is None:
             raise NotFound(f"no operator {operator_id}")
@@ -444,7 +446,7 @@ async def set_rate_limit(
         raise NotFound(f"no merchant {merchant_id}")
     now = gw.clock()
 
-    def write(conn: Any) -> None:
+    def write(conn: WriteTx) -> None:
         before = keys_repo.get_rate_limit_sync(conn, merchant_id) or default_limit(gw)
         keys_repo.put_rate_limit(conn, merchant_id, limit, now)
         audit_repo.append(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
-
 from paymux.domain.access import ALL_SCOPES, ApiKey, Principal
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import merchant_available
@@ -15,11 +13,12 @@ from paymux.service.access import Authenticator, audit_draft, hash_key, key_pref
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
 from paymux.store import audit_repo, keys_repo, merchants_repo
+from paymux.store.db import WriteTx
 from paymux.store.ledger_repo import ensure_accounts
-from paymux.store.tables import merchants
+from paymux.store.merchants_repo import MerchantRow
 
 
-def merchant_view(row: Any) -> dict[str, Any]:
+def merchant_view(row: MerchantRow) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "merchant",
@@ -31,18 +30,18 @@ def merchant_view(row: Any) -> dict[str, Any]:
 
 async def create_merchant(
     gw: Gateway, name: str, actor: Principal | None = None
-) -> tuple[dict[str, Any], str]:
+) -> tuple[MerchantRow, str]:
     secret = new_secret("merchant")
     now = gw.clock()
     rid = current_request_id()  # read here: write() runs on the writer thread
-    row: dict[str, Any] = {
-        "id": new_id("mer"),
-        "name": name,
-        "key_hash": hash_key(secret),
-        "key_hint": secret[:7] + "…",  # the first key's; api_keys holds every key
-        "active": True,
-        "created_at": now,
-    }
+    row = MerchantRow(
+        id=new_id("mer"),
+        name=name,
+        key_hash=hash_key(secret),
+        key_hint=secret[:7] + "…",  # the first key's; api_keys holds every key
+        active=True,
+        created_at=now,
+    )
     # Only `available` keeps a cached balance row; `held` is derived (see ledger_repo).
     refs = [merchant_available(row["id"], currency) for currency in sorted(SUPPORTED_CURRENCIES)]
 
@@ -57,8 +56,8 @@ async def create_merchant(
         created_at=now,
     )
 
-    def write(conn: Connection) -> None:
-        conn.execute(merchants.insert().values(**row))
+    def write(conn: WriteTx) -> None:
+        merchants_repo.insert(conn, row)
         ensure_accounts(conn, refs)
         keys_repo.insert_key(conn, key, row["key_hash"], actor.key_id if actor else None)
         audit_repo.append(
@@ -79,10 +78,8 @@ async def create_merchant(
     return row, secret
 
 
-async def list_merchants(gw: Gateway) -> list[dict[str, Any]]:
-    async with gw.db.read() as conn:
-        rows = (await conn.execute(select(merchants).order_by(merchants.c.id))).mappings()
-        return [dict(r) for r in rows]
+async def list_merchants(gw: Gateway) -> list[MerchantRow]:
+    return await merchants_repo.list_all(gw.db)
 
 
 async def merchant_exists(gw: Gateway, merchant_id: str) -> bool:

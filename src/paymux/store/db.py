@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -45,6 +45,11 @@ _WRITE_OPTION = "paymux_write"
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 _DEADLOCK_RETRIES = 3
 T = TypeVar("T")
+
+# The transaction a :meth:`Database.run_write` function receives. Services pass it on to
+# the store's repositories (so a change and its audit record commit together) and never
+# execute SQL on it themselves.
+WriteTx: TypeAlias = Connection
 
 
 @dataclass

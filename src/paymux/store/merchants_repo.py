@@ -1,12 +1,45 @@
-"""Merchant rows: the reads other aggregates need (existence) without importing the
-merchant use cases."""
+"""Merchant rows: all of their SQL. The reads other aggregates need (existence) live here
+too, so they need not import the merchant use cases."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypedDict
+
 from sqlalchemy import select
 
-from paymux.store.db import Database
+from paymux.store.db import Database, WriteTx
 from paymux.store.tables import merchants
+
+
+class MerchantRow(TypedDict):
+    id: str
+    name: str
+    key_hash: str  # sha256 of the first key; api_keys holds every key
+    key_hint: str
+    active: bool
+    created_at: datetime
+
+
+def insert(tx: WriteTx, row: MerchantRow) -> None:
+    tx.execute(merchants.insert().values(**row))
+
+
+async def list_all(db: Database) -> list[MerchantRow]:
+    """Every merchant, by id."""
+    async with db.read() as conn:
+        rows = (await conn.execute(select(merchants).order_by(merchants.c.id))).mappings()
+        return [
+            MerchantRow(
+                id=r["id"],
+                name=r["name"],
+                key_hash=r["key_hash"],
+                key_hint=r["key_hint"],
+                active=r["active"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
 
 
 async def exists(db: Database, merchant_id: str) -> bool:
