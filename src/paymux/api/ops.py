@@ -20,12 +20,10 @@ from paymux.api.responses import FeeRuleCreated, FeeScheduleOut, HealthOut, Read
 from paymux.api.schemas import FeeRuleCreate
 from paymux.domain.access import Role
 from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
-from paymux.service import gauges
-from paymux.service.access import audit_draft
+from paymux.service import fee_rules, gauges
 from paymux.service.errors import InvalidRequest
-from paymux.service.feebook import FeeBook, entry_view
+from paymux.service.feebook import entry_view
 from paymux.service.merchants import merchant_exists
-from paymux.store import audit_repo
 
 router = APIRouter(tags=["operations"])
 
@@ -145,18 +143,5 @@ async def add_fee_rule(
         )
     except FeeError as exc:
         raise InvalidRequest(str(exc)) from None
-    view = entry_view(entry)
-    async with gw.db.write() as conn:
-        version = await FeeBook.add(conn, entry, now=now)
-        view["version"] = version
-        draft = audit_draft(
-            caller.principal,
-            "fee_rule.create",
-            "fee_rule",
-            str(version),
-            body.merchant_id,
-            after=view,
-        )
-        await conn.run_sync(lambda c: audit_repo.append(c, draft, now))
-    gw.feebook.invalidate()
+    view = await fee_rules.add(gw, caller.principal, entry, now=now)
     return json_response(201, {"object": "fee_rule", **view})

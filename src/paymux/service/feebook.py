@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from paymux.domain.fees import (
-    FeeKind,
     FeeQuote,
-    FeeRule,
     FeeScheduleEntry,
     Rounding,
     load_schedule,
     quote,
     schedule_rounding,
 )
+from paymux.store import fee_rules_repo
 from paymux.store.db import Database
-from paymux.store.tables import fee_rules
 
 
 class FeeBook:
@@ -45,9 +39,7 @@ class FeeBook:
         return self._base + self._stored
 
     async def reload(self) -> None:
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(fee_rules).order_by(fee_rules.c.id))).mappings()
-            self._stored = [_entry(r) for r in rows]
+        self._stored = await fee_rules_repo.load_all(self._db)
         self._loaded_at = time.monotonic()
 
     async def quote(
@@ -63,45 +55,8 @@ class FeeBook:
             rounding=self.rounding,
         )
 
-    @staticmethod
-    async def add(conn: AsyncConnection, entry: FeeScheduleEntry, *, now: datetime) -> int:
-        result = await conn.execute(
-            fee_rules.insert().values(
-                kind=entry.kind.value,
-                merchant_id=entry.merchant_id,
-                channel=entry.channel,
-                payee_type=entry.payee_type,
-                bps=str(entry.rule.bps),
-                fixed=entry.rule.fixed,
-                minimum=entry.rule.minimum,
-                maximum=entry.rule.maximum,
-                effective_at=entry.effective_at,
-                created_at=now,
-            )
-        )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
-
     def invalidate(self) -> None:
         self._loaded_at = -1e9
-
-
-def _entry(row: Any) -> FeeScheduleEntry:
-    return FeeScheduleEntry(
-        kind=FeeKind(row["kind"]),
-        channel=row["channel"],
-        payee_type=row["payee_type"],
-        rule=FeeRule(
-            bps=Decimal(row["bps"]),
-            fixed=int(row["fixed"]),
-            minimum=int(row["minimum"]),
-            maximum=None if row["maximum"] is None else int(row["maximum"]),
-        ),
-        effective_at=row["effective_at"],
-        merchant_id=row["merchant_id"],
-        version=int(row["id"]),
-    )
 
 
 def entry_view(entry: FeeScheduleEntry) -> dict[str, Any]:

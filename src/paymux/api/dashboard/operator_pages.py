@@ -23,12 +23,12 @@ from paymux.domain.money import MoneyError, check_amount, parse_major
 from paymux.service import access as access_svc
 from paymux.service import balances as balances_svc
 from paymux.service import dashboard as svc
+from paymux.service import fee_rules
 from paymux.service import merchants as merchants_svc
 from paymux.service import webhook_endpoints as endpoints_svc
 from paymux.service.access import audit_draft
 from paymux.service.errors import InvalidRequest, NotFound
-from paymux.service.feebook import FeeBook, entry_view
-from paymux.store import audit_repo
+from paymux.service.feebook import entry_view
 from paymux.store.dashboard_repo import DeliverySearch
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
@@ -241,14 +241,6 @@ async def add_fee_rule(
         )
     except FeeError as exc:
         raise InvalidRequest(str(exc)) from None
-    view = entry_view(entry)
-    async with gw.db.write() as conn:
-        version = await FeeBook.add(conn, entry, now=now)
-        view["version"] = version
-        draft = audit_draft(
-            actor(session), "fee_rule.create", "fee_rule", str(version), merchant_id, after=view
-        )
-        await conn.run_sync(lambda c: audit_repo.append(c, draft, now))
-    gw.feebook.invalidate()
+    version = (await fee_rules.add(gw, actor(session), entry, now=now))["version"]
     await say(request, f"Fee rule v{version} for {channel} {payee_type} is in force from now.")
     return redirect(f"/dashboard/merchants/{merchant_id}")
