@@ -5,22 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
-
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import merchant_available, topup_entry
 from paymux.service.errors import IdempotencyKeyReused, NotFound
 from paymux.service.gateway import Gateway
 from paymux.service.merchants import merchant_exists
 from paymux.service.views import iso
-from paymux.store import audit_repo
+from paymux.store import audit_repo, balance_transactions_repo, topups_repo
 from paymux.store import ledger_repo as ledger
 from paymux.store.audit_repo import AuditDraft
+from paymux.store.db import WriteTx
 from paymux.store.errors import UniqueViolation
-from paymux.store.tables import journal_entries, postings, topups
+from paymux.store.topups_repo import TopupRow
 
 
-def topup_view(row: Any) -> dict[str, Any]:
+def topup_view(row: TopupRow) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "topup",
@@ -34,7 +33,7 @@ def topup_view(row: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TopupResult:
-    row: dict[str, Any]
+    row: TopupRow
     replayed: bool
 
 
@@ -52,20 +51,20 @@ async def create_topup(
     if not await merchant_exists(gw, merchant_id):
         raise NotFound(f"no merchant {merchant_id}")
     now = gw.clock()
-    row: dict[str, Any] = {
-        "id": new_id("tu"),
-        "merchant_id": merchant_id,
-        "idempotency_key": idempotency_key,
-        "request_fingerprint": fingerprint,
-        "amount": amount,
-        "currency": currency,
-        "description": description,
-        "created_at": now,
-    }
+    row = TopupRow(
+        id=new_id("tu"),
+        merchant_id=merchant_id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        amount=amount,
+        currency=currency,
+        description=description,
+        created_at=now,
+    )
     entry = topup_entry(merchant_id, amount, currency)
 
-    def write(conn: Connection) -> None:
-        conn.execute(topups.insert().values(**row))
+    def write(conn: WriteTx) -> None:
+        topups_repo.insert(conn, row)
         ledger.post(conn, entry, now=now, merchant_id=merchant_id, topup_id=row["id"])
         gw.outbox.emit(
             conn,
@@ -80,26 +79,14 @@ async def create_topup(
     try:
         await gw.db.run_write(write)
     except UniqueViolation:
-        async with gw.db.read() as conn:
-            found = (
-                (
-                    await conn.execute(
-                        select(topups).where(
-                            topups.c.merchant_id == merchant_id,
-                            topups.c.idempotency_key == idempotency_key,
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        found = await topups_repo.by_idempotency_key(gw.db, merchant_id, idempotency_key)
         if found is None:
             raise
         if found["request_fingerprint"] != fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request body"
             ) from None
-        return TopupResult(dict(found), replayed=True)
+        return TopupResult(found, replayed=True)
     gw.outbox.notify_committed()
     return TopupResult(row, replayed=False)
 
@@ -121,43 +108,21 @@ async def balance_transactions(
     gw: Gateway, merchant_id: str, *, limit: int, starting_after: str | None
 ) -> tuple[list[dict[str, Any]], bool]:
     """Each journal entry that touched the merchant, with its effect on their accounts."""
-    stmt = (
-        select(journal_entries)
-        .where(journal_entries.c.merchant_id == merchant_id)
-        .order_by(journal_entries.c.id.desc())
-        .limit(limit + 1)
+    page, more = await balance_transactions_repo.page(
+        gw.db, merchant_id, limit=limit, starting_after=starting_after
     )
-    if starting_after:
-        stmt = stmt.where(journal_entries.c.id < starting_after)
-    async with gw.db.read() as conn:
-        entries = [dict(r) for r in (await conn.execute(stmt)).mappings()]
-        page = entries[:limit]
-        effects: dict[str, dict[str, int]] = {e["id"]: {} for e in page}
-        if page:
-            rows = await conn.execute(
-                select(postings.c.entry_id, postings.c.account_key, postings.c.amount).where(
-                    and_(
-                        postings.c.entry_id.in_(list(effects)),
-                        postings.c.account_key.like(f"merchant_%:{merchant_id}:%"),
-                    )
-                )
-            )
-            for entry_id, key, amount in rows.all():
-                effects[entry_id][key.split(":", 1)[0]] = int(amount)
-    data = []
-    for e in page:
-        eff = effects[e["id"]]
-        data.append(
-            {
-                "id": e["id"],
-                "object": "balance_transaction",
-                "type": e["kind"],
-                "currency": e["currency"],
-                "available_change": eff.get("merchant_available", 0),
-                "held_change": eff.get("merchant_held", 0),
-                "source": e["transfer_id"] or e["topup_id"],
-                "source_type": "transfer" if e["transfer_id"] else "topup",
-                "created_at": iso(e["created_at"]),
-            }
-        )
-    return data, len(entries) > limit
+    data = [
+        {
+            "id": t.entry_id,
+            "object": "balance_transaction",
+            "type": t.kind,
+            "currency": t.currency,
+            "available_change": t.available_change,
+            "held_change": t.held_change,
+            "source": t.transfer_id or t.topup_id,
+            "source_type": "transfer" if t.transfer_id else "topup",
+            "created_at": iso(t.created_at),
+        }
+        for t in page
+    ]
+    return data, more

@@ -1,0 +1,53 @@
+"""Top-up rows: all of their SQL (the credit itself is a journal entry, see ledger_repo)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+
+from sqlalchemy import select
+
+from paymux.store.db import Database, WriteTx
+from paymux.store.tables import topups
+
+
+class TopupRow(TypedDict):
+    id: str
+    merchant_id: str
+    idempotency_key: str
+    request_fingerprint: str  # of the request body, to tell a replay from a reused key
+    amount: int  # minor units
+    currency: str
+    description: str | None
+    created_at: datetime
+
+
+def insert(tx: WriteTx, row: TopupRow) -> None:
+    tx.execute(topups.insert().values(**row))
+
+
+async def by_idempotency_key(db: Database, merchant_id: str, key: str) -> TopupRow | None:
+    async with db.read() as conn:
+        found = (
+            (
+                await conn.execute(
+                    select(topups).where(
+                        topups.c.merchant_id == merchant_id, topups.c.idempotency_key == key
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if found is None:
+        return None
+    return TopupRow(
+        id=found["id"],
+        merchant_id=found["merchant_id"],
+        idempotency_key=found["idempotency_key"],
+        request_fingerprint=found["request_fingerprint"],
+        amount=int(found["amount"]),
+        currency=found["currency"],
+        description=found["description"],
+        created_at=found["created_at"],
+    )
