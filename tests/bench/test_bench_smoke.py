@@ -91,3 +91,24 @@ def test_reconciliation_point_matched_the_day_and_found_its_drift(report: dict[s
         "amount_mismatch": 5,
     }
     assert point["seconds"] > 0 and point["peak_rss_mib"] > 0
+
+
+def test_floor_and_gateway_run_in_interleaved_pairs(report: dict[str, Any]) -> None:
+    assert report["config"]["pairs"] == 3
+    assert len(_point(report, "floor")["runs"]) == len(_point(report, "new transfer")["runs"]) == 3
+    compared = [c for c in report["comparisons"] if c["measured"] == "new transfer"]
+    assert len(compared) == 1 and compared[0]["reference"] == "floor"
+    pair = compared[0]
+    assert pair["pairs"] == 3 and len(pair["ratios"]) == 3
+    assert pair["ratio_min"] <= pair["ratio_median"] <= pair["ratio_max"]
+    assert report["summary"]["sqlite"]["throughput_ratio_c50"] == pair["ratio_median"]
+    reads = [c for c in report["comparisons"] if c["measured"] == "GET /v1/transfers/{id}"]
+    assert reads and reads[0]["reference"] == "idempotent replay"
+
+
+def test_cpu_per_request_is_read_for_each_process(report: dict[str, Any]) -> None:
+    gateway = _point(report, "new transfer")["cpu_ms_per_unit"]
+    floor = _point(report, "floor")["cpu_ms_per_unit"]
+    assert gateway["gateway"] > 0 and gateway["alipay sandbox"] > 0
+    assert floor["floor"] > 0 and floor["alipay sandbox"] > 0 and "gateway" not in floor
+    assert gateway["all of the above"] >= gateway["gateway"]
