@@ -124,9 +124,9 @@ class AlipaySandbox:
         self._app_public_key = load_public_key_file(keys.app_public_key)
         self._alipay_private_key = load_private_key_file(keys.alipay_private_key)
         self._rng = random.Random(config.seed)  # a simulation, not security
-        self._ids = IdSource(self._rng)
+        self.ids = IdSource(self._rng)
         self.orders: dict[str, SandboxOrder] = {}
-        self._by_order_id: dict[str, SandboxOrder] = {}
+        self.by_order_id: dict[str, SandboxOrder] = {}
         self._refused_once: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -246,8 +246,8 @@ class AlipaySandbox:
             return dict(CALL_LIMITED)
         order = SandboxOrder(
             out_biz_no=out_biz_no,
-            order_id=self._ids.order_id(),
-            pay_fund_order_id=self._ids.fund_order_id(),
+            order_id=self.ids.order_id(),
+            pay_fund_order_id=self.ids.fund_order_id(),
             biz=biz,
             trans_amount=biz["trans_amount"],
             product_code=biz["product_code"],
@@ -256,7 +256,7 @@ class AlipaySandbox:
             created_at=shanghai_now(),
         )
         self.orders[out_biz_no] = order
-        self._by_order_id[order.order_id] = order
+        self.by_order_id[order.order_id] = order
         self.statements.changed(order)
         delay = self.config.delay_seconds
         if behaviour is Behaviour.DELAY:
@@ -289,7 +289,7 @@ class AlipaySandbox:
             if order is not None and order.product_code != biz.get("product_code"):
                 order = None
         elif isinstance(order_id, str) and order_id:
-            order = self._by_order_id.get(order_id)
+            order = self.by_order_id.get(order_id)
         else:
             return _business_failed(
                 "INVALID_PARAMETER", "参数有误: out_biz_no和order_id不能同时为空"
@@ -315,7 +315,7 @@ class AlipaySandbox:
         order.error_code, order.fail_reason = error_code, fail_reason
         self.statements.changed(order)
         if status in TERMINAL_STATUSES and order.notify_url:
-            order.message = notification_message(order, self.config.app_id, self._ids.notify_id())
+            order.message = notification_message(order, self.config.app_id, self.ids.notify_id())
             order.notification_acked = False
             order.generation += 1
             self._spawn(self._deliver(order, order.generation))

@@ -22,7 +22,8 @@ import time
 from dataclasses import asdict, fields
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -30,7 +31,7 @@ from aiohttp.typedefs import Handler
 from paymux.channels.sandbox_book import FEE, PAYMENT, REFUND, FeeRule, SandboxBook, shanghai_text
 
 from .mapping import BIZ_SCENE, CODE_SUCCESS, PRODUCT_ACCOUNT, PRODUCT_BANKCARD, fen_to_yuan
-from .sandbox_orders import SandboxOrder, shanghai_now
+from .sandbox_orders import IdSource, SandboxOrder, shanghai_now
 from .statements import (
     BILL_TYPE,
     BIZ_TYPE_FEE,
@@ -40,9 +41,6 @@ from .statements import (
     BillRow,
     build_bill_zip,
 )
-
-if TYPE_CHECKING:
-    from .sandbox import AlipaySandbox
 
 DOWNLOAD_PATH: Final = "/downloadBillFile.resource"
 URL_TTL_SECONDS: Final = 30
@@ -61,10 +59,34 @@ def _mask(identity: str) -> str:
     return identity[:1] + "***" + identity[-2:] if len(identity) > 3 else "***"
 
 
-class AlipayStatements:
-    """Book, bills and drift controls of one :class:`AlipaySandbox`."""
+class HostConfig(Protocol):
+    @property
+    def data_dir(self) -> Path: ...
 
-    def __init__(self, sandbox: AlipaySandbox) -> None:
+    @property
+    def app_id(self) -> str: ...
+
+
+class SandboxHost(Protocol):
+    """What the statements need of the sandbox (``sandbox.AlipaySandbox`` is one)."""
+
+    @property
+    def config(self) -> HostConfig: ...
+
+    @property
+    def ids(self) -> IdSource: ...
+
+    @property
+    def orders(self) -> dict[str, SandboxOrder]: ...  # by out_biz_no
+
+    @property
+    def by_order_id(self) -> dict[str, SandboxOrder]: ...
+
+
+class AlipayStatements:
+    """Book, bills and drift controls of one sandbox (a :class:`SandboxHost`)."""
+
+    def __init__(self, sandbox: SandboxHost) -> None:
         self.sandbox = sandbox
         self.book = SandboxBook(sandbox.config.data_dir)
         self._url_key = secrets.token_bytes(32)
@@ -82,7 +104,7 @@ class AlipayStatements:
                 continue
             order = SandboxOrder(**snapshot)
             self.sandbox.orders[order.out_biz_no] = order
-            self.sandbox._by_order_id[order.order_id] = order
+            self.sandbox.by_order_id[order.order_id] = order
 
     def changed(self, order: SandboxOrder) -> None:
         """Persist ``order`` and the money movements its status implies."""
@@ -231,7 +253,7 @@ class AlipayStatements:
                 raise ValueError("payee must be a non-empty string")
         except (ValueError, AttributeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        ids = self.sandbox._ids
+        ids = self.sandbox.ids
         out_biz_no = "GHOST" + secrets.token_hex(8).upper()
         biz: dict[str, Any] = {
             "out_biz_no": out_biz_no,
@@ -256,7 +278,7 @@ class AlipayStatements:
             history=["SUCCESS (ghost)"],
         )
         self.sandbox.orders[out_biz_no] = order
-        self.sandbox._by_order_id[order.order_id] = order
+        self.sandbox.by_order_id[order.order_id] = order
         self.changed(order)
         return web.json_response({**order.summary(), "history": list(order.history)})
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -13,13 +14,26 @@ from paymux.channels.statement_files import save_stream
 
 from .statements import BILL_TYPE, METHOD_BILL_URL, SUB_CODE_BILL_NOT_EXIST
 
-if TYPE_CHECKING:
-    from .channel import AlipayChannel
-
 MAX_BILL_BYTES: Final = 512 * 1024 * 1024
 
 
-async def download_bill(channel: AlipayChannel, bill_date: str, dest_dir: Path) -> Path:
+class BillClient(Protocol):
+    """What fetching a bill needs of the channel (AlipayChannel is one)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    async def call_api(
+        self, method: str, biz: Mapping[str, Any], reference: str
+    ) -> dict[str, Any] | str:
+        """A signed gateway call: the verified response node, or why it was not seen."""
+        ...
+
+
+async def download_bill(channel: BillClient, bill_date: str, dest_dir: Path) -> Path:
     answer = await channel.call_api(
         METHOD_BILL_URL, {"bill_type": BILL_TYPE, "bill_date": bill_date}, f"bill {bill_date}"
     )

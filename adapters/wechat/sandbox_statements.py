@@ -18,10 +18,12 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
@@ -43,9 +45,6 @@ from .statements import (
     build_fundflow,
 )
 
-if TYPE_CHECKING:
-    from .sandbox import SandboxState
-
 # What the sandbox charges per transfer; mirrors the default WeChat cost entry of
 # config/fees.toml. GUESS: booked as its own 手续费 line in the BASIC account's bill.
 FEE_RULE: Final = FeeRule(Decimal(10), 0, 1000)
@@ -54,10 +53,37 @@ _NOT_SNAPSHOT: Final = frozenset({"event", "delivery"})
 ACCOUNT_TYPES: Final = frozenset({"BASIC", "OPERATION", "FEES"})
 
 
-class WechatStatements:
-    """Book, bills and drift controls of one sandbox state (``SandboxState``)."""
+class HostConfig(Protocol):
+    @property
+    def data_dir(self) -> Path: ...
 
-    def __init__(self, state: SandboxState) -> None:
+    @property
+    def mchid(self) -> str: ...
+
+    @property
+    def appid(self) -> str: ...
+
+
+class SandboxHost(Protocol):
+    """What the statements need of the sandbox's state (``sandbox.SandboxState`` is one)."""
+
+    @property
+    def config(self) -> HostConfig: ...
+
+    @property
+    def bills(self) -> dict[str, Any]: ...  # out_bill_no -> the sandbox's Bill
+
+    def signed(self, status: int, payload: Mapping[str, Any]) -> web.Response: ...
+
+    def error(self, status: int, code: str, message: str) -> web.Response: ...
+
+    def new_bill_no(self) -> str: ...
+
+
+class WechatStatements:
+    """Book, bills and drift controls of one sandbox state (a :class:`SandboxHost`)."""
+
+    def __init__(self, state: SandboxHost) -> None:
         self.state = state
         self.book = SandboxBook(state.config.data_dir)
         self._files: dict[str, tuple[float, bytes, bool]] = {}

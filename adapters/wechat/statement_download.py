@@ -10,7 +10,7 @@ import os
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -20,13 +20,40 @@ from paymux.channels.statement_files import save_stream
 
 from .statements import BILL_PATH, CODE_NO_STATEMENT, HASH_TYPE
 
-if TYPE_CHECKING:
-    from .channel import WechatChannel
-
 MAX_BILL_BYTES: Final = 512 * 1024 * 1024
 
 
-async def download_bill(channel: WechatChannel, bill_date: str, dest_dir: Path) -> Path:
+class SignedReply(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def payload(self) -> Any: ...
+
+    @property
+    def verified(self) -> bool: ...
+
+    @property
+    def verify_error(self) -> str | None: ...
+
+
+class BillClient(Protocol):
+    """What fetching a bill needs of the channel (WechatChannel is one)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    async def signed_get(self, path: str, reference: str) -> SignedReply | None:
+        """One signed GET; None when no answer was seen."""
+        ...
+
+    def signed_headers(self, method: str, path: str) -> dict[str, str]: ...
+
+
+async def download_bill(channel: BillClient, bill_date: str, dest_dir: Path) -> Path:
     query = urlencode({"bill_date": bill_date, "account_type": "BASIC", "tar_type": "GZIP"})
     reply = await channel.signed_get(f"{BILL_PATH}?{query}", f"bill {bill_date}")
     if reply is None:

@@ -26,15 +26,9 @@ from paymux.store.tables import (
     webhook_endpoints,
     webhook_secrets,
 )
+from paymux.store.webhook_deliveries_repo import new_delivery, parse_event_types
 from paymux.webhooks import signing, ssrf
-from paymux.webhooks.relay import (
-    WILDCARD,
-    delivery_schedule,
-    enqueue_now,
-    new_delivery,
-    parse_event_types,
-    subscribed,
-)
+from paymux.webhooks.relay import WILDCARD, delivery_schedule, enqueue_now, subscribed
 
 # Every type Outbox.emit is called with; "*" subscribes to all of them (and future ones).
 EVENT_TYPES: tuple[str, ...] = (

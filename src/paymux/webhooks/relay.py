@@ -17,16 +17,13 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-import orjson
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
-from paymux.domain.ids import new_id
-from paymux.service.gateway import Gateway
-from paymux.store.tables import events, webhook_deliveries, webhook_endpoints
+from paymux.store import webhook_deliveries_repo as repo
+from paymux.webhooks.runtime import DeliveryRuntime
 from paymux.webhooks.schedule import DeliverySchedule
 
 log = logging.getLogger(__name__)
@@ -55,7 +52,7 @@ def lease_seconds(timeout_seconds: float) -> int:
     return math.ceil(timeout_seconds * 2) + 5
 
 
-def delivery_schedule(gw: Gateway) -> DeliverySchedule:
+def delivery_schedule(gw: DeliveryRuntime) -> DeliverySchedule:
     return DeliverySchedule(
         gw.redis,
         prefix=schedule_prefix(gw.settings.database_url),
@@ -67,84 +64,31 @@ def subscribed(event_types: Sequence[str], event_type: str) -> bool:
     return WILDCARD in event_types or event_type in event_types
 
 
-def parse_event_types(stored: str) -> list[str]:
-    parsed = orjson.loads(stored)
-    return [str(t) for t in parsed] if isinstance(parsed, list) else []
-
-
-def new_delivery(event_id: str, endpoint_id: str, now: datetime) -> dict[str, Any]:
-    """A `webhook_deliveries` row, due now."""
-    return {
-        "id": new_id("whd"),
-        "event_id": event_id,
-        "endpoint_id": endpoint_id,
-        "status": "pending",
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-        "next_attempt_at": now,
-    }
-
-
 async def enqueue_now(schedule: DeliverySchedule, delivery_ids: Iterable[str]) -> None:
     due = time.time()
     for delivery_id in delivery_ids:
         await schedule.enqueue(delivery_id, due_at=due)
 
 
-def _take_batch(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    e = events.c
-    stmt = (
-        select(e.id, e.merchant_id, e.type)
-        .where(e.relayed_at.is_(None))
-        .order_by(e.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        # Replicas relay disjoint batches; SQLite's single writer needs no lock.
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [dict(r) for r in conn.execute(stmt).mappings()]
-
-
-def _live_endpoints(
-    conn: Connection, merchant_ids: set[str]
-) -> dict[str, list[tuple[str, list[str]]]]:
-    w = webhook_endpoints.c
-    rows = conn.execute(
-        select(w.id, w.merchant_id, w.event_types)
-        .where(and_(w.merchant_id.in_(merchant_ids), w.enabled.is_(True), w.deleted_at.is_(None)))
-        .order_by(w.id)
-    )
-    by_merchant: dict[str, list[tuple[str, list[str]]]] = {}
-    for row in rows.mappings():
-        by_merchant.setdefault(row["merchant_id"], []).append(
-            (row["id"], parse_event_types(row["event_types"]))
-        )
-    return by_merchant
-
-
 async def relay_once(
-    gw: Gateway, schedule: DeliverySchedule, *, batch_size: int = RELAY_BATCH_SIZE
+    gw: DeliveryRuntime, schedule: DeliverySchedule, *, batch_size: int = RELAY_BATCH_SIZE
 ) -> int:
     """Relay one batch; returns how many events it took (0 when the outbox is drained)."""
     now = gw.clock()
 
     def take(conn: Connection) -> tuple[int, list[str]]:
-        batch = _take_batch(conn, batch_size)
+        batch = repo.take_unrelayed(conn, batch_size)
         if not batch:
             return 0, []
-        endpoints = _live_endpoints(conn, {e["merchant_id"] for e in batch})
+        endpoints = repo.live_endpoints(conn, {e["merchant_id"] for e in batch})
         rows = [
-            new_delivery(event["id"], endpoint_id, now)
+            repo.new_delivery(event["id"], endpoint_id, now)
             for event in batch
             for endpoint_id, types in endpoints.get(event["merchant_id"], [])
             if subscribed(types, event["type"])
         ]
-        if rows:
-            conn.execute(webhook_deliveries.insert(), rows)
-        conn.execute(
-            update(events).where(events.c.id.in_([e["id"] for e in batch])).values(relayed_at=now)
-        )
+        repo.insert_deliveries(conn, rows)
+        repo.mark_relayed(conn, [e["id"] for e in batch], now)
         return len(batch), [r["id"] for r in rows]
 
     # One hop on the database's writer (see store/db.py), like the transfer transactions.
@@ -155,27 +99,19 @@ async def relay_once(
 
 
 async def reconcile_once(
-    gw: Gateway,
+    gw: DeliveryRuntime,
     schedule: DeliverySchedule,
     *,
     grace_seconds: float = RECONCILE_GRACE_SECONDS,
     batch_size: int = RECONCILE_BATCH_SIZE,
 ) -> int:
     """Enqueue pending deliveries overdue by more than the grace period; returns the count."""
-    d = webhook_deliveries.c
     cutoff = gw.clock() - timedelta(seconds=grace_seconds)
     after = ""
     seen = 0
     while True:
         async with gw.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(d.id, d.attempts)
-                    .where(and_(d.status == "pending", d.next_attempt_at < cutoff, d.id > after))
-                    .order_by(d.id)
-                    .limit(batch_size)
-                )
-            ).all()
+            rows = await repo.overdue_pending(conn, cutoff, after, batch_size)
         due = time.time()
         for delivery_id, attempts in rows:
             await schedule.enqueue(delivery_id, due_at=due, attempt=attempts + 1)
@@ -185,7 +121,7 @@ async def reconcile_once(
         after = rows[-1][0]
 
 
-async def run_relay(gw: Gateway, stop: asyncio.Event) -> None:
+async def run_relay(gw: DeliveryRuntime, stop: asyncio.Event) -> None:
     """Relay until `stop`: woken by committed events, or every relay interval."""
     schedule = delivery_schedule(gw)
     wakeup = gw.outbox.wakeup

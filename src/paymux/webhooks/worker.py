@@ -12,24 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-
 from paymux import metrics
-from paymux.service.gateway import Gateway
-from paymux.store.tables import (
-    events,
-    webhook_attempts,
-    webhook_deliveries,
-    webhook_endpoints,
-    webhook_secrets,
-)
+from paymux.store import webhook_deliveries_repo as repo
+from paymux.store.webhook_deliveries_repo import DeliveryWork
 from paymux.webhooks import signing
 from paymux.webhooks.relay import delivery_schedule
 from paymux.webhooks.retry_policy import DEFAULT_SCHEDULE, next_delay, validate_schedule
+from paymux.webhooks.runtime import DeliveryRuntime
 from paymux.webhooks.schedule import Delivery, DeliverySchedule
 from paymux.webhooks.sender import AttemptResult, WebhookSender
 
@@ -39,30 +31,14 @@ DELIVERY_CONCURRENCY = 32
 POLL_SECONDS = 0.2
 SHUTDOWN_GRACE_SECONDS = 5.0
 RETRY_JITTER = 0.1
-_ERROR_MAX_CHARS = 256  # webhook_attempts.error
 
 
-@dataclass(frozen=True)
-class _Work:
-    """Everything one attempt needs, read before the (slow) HTTP call."""
-
-    delivery_id: str
-    status: str
-    attempts: int
-    event_id: str
-    payload: str
-    endpoint_id: str
-    url: str
-    endpoint_live: bool
-    secrets: list[str]
-
-
-def retry_schedule(gw: Gateway) -> tuple[int, ...]:
+def retry_schedule(gw: DeliveryRuntime) -> tuple[int, ...]:
     configured = gw.settings.webhook_retry_schedule
     return validate_schedule(configured) if configured is not None else DEFAULT_SCHEDULE
 
 
-def make_sender(gw: Gateway) -> WebhookSender:
+def make_sender(gw: DeliveryRuntime) -> WebhookSender:
     s = gw.settings
     return WebhookSender(
         timeout_seconds=s.webhook_timeout_seconds,
@@ -71,104 +47,31 @@ def make_sender(gw: Gateway) -> WebhookSender:
     )
 
 
-async def _load(gw: Gateway, delivery_id: str, now: datetime) -> _Work | None:
-    d, e, w, k = webhook_deliveries.c, events.c, webhook_endpoints.c, webhook_secrets.c
-    async with gw.db.read() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(
-                        d.id,
-                        d.status,
-                        d.attempts,
-                        d.event_id,
-                        d.endpoint_id,
-                        e.payload,
-                        w.url,
-                        w.enabled,
-                        w.deleted_at,
-                    )
-                    .join(events, e.id == d.event_id)
-                    .join(webhook_endpoints, w.id == d.endpoint_id)
-                    .where(d.id == delivery_id)
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return None
-        secrets = (
-            await conn.execute(
-                select(k.secret)
-                .where(
-                    and_(
-                        k.endpoint_id == row["endpoint_id"],
-                        or_(k.expires_at.is_(None), k.expires_at > now),
-                    )
-                )
-                .order_by(k.id.desc())
-            )
-        ).scalars()
-        active = [str(s) for s in secrets]
-    return _Work(
-        delivery_id=row["id"],
-        status=row["status"],
-        attempts=row["attempts"],
-        event_id=row["event_id"],
-        payload=row["payload"],
-        endpoint_id=row["endpoint_id"],
-        url=row["url"],
-        endpoint_live=bool(row["enabled"]) and row["deleted_at"] is None,
-        secrets=active,
-    )
-
-
-async def _give_up(gw: Gateway, delivery_id: str, now: datetime) -> None:
-    d = webhook_deliveries.c
-    async with gw.db.write() as conn:
-        await conn.execute(
-            update(webhook_deliveries)
-            .where(and_(d.id == delivery_id, d.status == "pending"))
-            .values(status="failed", updated_at=now, next_attempt_at=None)
-        )
-
-
 async def _record(
-    gw: Gateway, work: _Work, result: AttemptResult, status: str, next_at: datetime | None
+    gw: DeliveryRuntime,
+    work: DeliveryWork,
+    result: AttemptResult,
+    status: str,
+    next_at: datetime | None,
 ) -> None:
-    d = webhook_deliveries.c
     now = gw.clock()
     async with gw.db.write() as conn:
-        await conn.execute(
-            webhook_attempts.insert().values(
-                delivery_id=work.delivery_id,
-                endpoint_id=work.endpoint_id,
-                event_id=work.event_id,
-                attempt=work.attempts + 1,
-                ok=result.ok,
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                response_excerpt=result.response_excerpt,
-                error=result.error[:_ERROR_MAX_CHARS] if result.error else None,
-                created_at=now,
-            )
-        )
-        # Conditional: a duplicate attempt (expired lease) must not reopen a finished one.
-        await conn.execute(
-            update(webhook_deliveries)
-            .where(and_(d.id == work.delivery_id, d.status == "pending"))
-            .values(
-                status=status,
-                attempts=d.attempts + 1,
-                updated_at=now,
-                next_attempt_at=next_at,
-            )
+        await repo.record_attempt(
+            conn,
+            work,
+            ok=result.ok,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            response_excerpt=result.response_excerpt,
+            error=result.error,
+            status=status,
+            next_at=next_at,
+            now=now,
         )
 
 
 async def deliver_one(
-    gw: Gateway,
+    gw: DeliveryRuntime,
     schedule: DeliverySchedule,
     sender: WebhookSender,
     delivery_id: str,
@@ -177,7 +80,8 @@ async def deliver_one(
 ) -> None:
     """One attempt of one delivery, recorded, then acked or rescheduled."""
     now = gw.clock()
-    work = await _load(gw, delivery_id, now)
+    async with gw.db.read() as conn:
+        work = await repo.load_work(conn, delivery_id, now)
     if work is None or work.status != "pending":
         # Finished already (a duplicate claim), or unknown to this database.
         await schedule.ack(delivery_id)
@@ -185,7 +89,8 @@ async def deliver_one(
     if not work.endpoint_live or not work.secrets:
         if work.endpoint_live:
             log.error("endpoint %s has no active signing secret", work.endpoint_id)
-        await _give_up(gw, delivery_id, now)
+        async with gw.db.write() as conn:
+            await repo.give_up(conn, delivery_id, now)
         await schedule.ack(delivery_id)
         return
     body = work.payload.encode()
@@ -214,7 +119,7 @@ async def deliver_one(
         await schedule.retry(delivery_id, due_at=next_at.timestamp(), attempt=attempt + 1)
 
 
-async def run_delivery_worker(gw: Gateway, stop: asyncio.Event) -> None:
+async def run_delivery_worker(gw: DeliveryRuntime, stop: asyncio.Event) -> None:
     """Deliver until `stop`, at most DELIVERY_CONCURRENCY attempts at once."""
     schedule = delivery_schedule(gw)
     sender = make_sender(gw)
