@@ -19,11 +19,9 @@ from paymux.api.problems import problem
 from paymux.api.responses import FeeRuleCreated, FeeScheduleOut, HealthOut, ReadyOut
 from paymux.api.schemas import FeeRuleCreate
 from paymux.domain.access import Role
-from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
+from paymux.domain.fees import FeeKind
 from paymux.service import fee_rules, gauges
-from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import entry_view
-from paymux.service.merchants import merchant_exists
 
 router = APIRouter(tags=["operations"])
 
@@ -120,28 +118,18 @@ async def get_fee_schedule(
 async def add_fee_rule(
     request: Request, caller: Caller = Depends(operator_role(Role.operator))
 ) -> Response:
-    gw = gateway(request)
     body, _data = await read_model(request, FeeRuleCreate)
-    if body.channel not in gw.channels:
-        raise InvalidRequest(
-            f"no channel {body.channel} is configured", code_override="unknown_channel"
-        )
-    if body.merchant_id is not None and not await merchant_exists(gw, body.merchant_id):
-        raise InvalidRequest(f"no merchant {body.merchant_id}", code_override="unknown_merchant")
-    now = gw.clock()
-    effective = body.effective_at or now
-    try:
-        entry = FeeScheduleEntry(
-            kind=FeeKind(body.kind),
-            channel=body.channel,
-            payee_type=body.payee_type,
-            rule=FeeRule(
-                bps=Decimal(body.bps), fixed=body.fixed, minimum=body.minimum, maximum=body.maximum
-            ),
-            effective_at=effective,
-            merchant_id=body.merchant_id,
-        )
-    except FeeError as exc:
-        raise InvalidRequest(str(exc)) from None
-    view = await fee_rules.add(gw, caller.principal, entry, now=now)
+    view = await fee_rules.create(
+        gateway(request),
+        caller.principal,
+        kind=FeeKind(body.kind),
+        channel=body.channel,
+        payee_type=body.payee_type,
+        bps=Decimal(body.bps),
+        fixed=body.fixed,
+        minimum=body.minimum,
+        maximum=body.maximum,
+        merchant_id=body.merchant_id,
+        effective_at=body.effective_at,
+    )
     return json_response(201, {"object": "fee_rule", **view})

@@ -4,14 +4,17 @@ every replica once its fee book refreshes (this one's at once)."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from paymux.domain.access import Principal
-from paymux.domain.fees import FeeScheduleEntry
+from paymux.domain.fees import FeeError, FeeKind, FeeRule, FeeScheduleEntry
 from paymux.request_context import current_request_id
 from paymux.service.access import audit_draft
+from paymux.service.errors import InvalidRequest
 from paymux.service.feebook import entry_view
 from paymux.service.gateway import Gateway
+from paymux.service.merchants import merchant_exists
 from paymux.store import audit_repo, fee_rules_repo
 from paymux.store.db import WriteTx
 
@@ -40,3 +43,38 @@ async def add(
     view = await gw.db.run_write(write)
     gw.feebook.invalidate()
     return view
+
+
+async def create(
+    gw: Gateway,
+    actor: Principal | None,
+    *,
+    kind: FeeKind,
+    channel: str,
+    payee_type: str,
+    bps: Decimal,
+    fixed: int,
+    minimum: int,
+    maximum: int | None,
+    merchant_id: str | None,
+    effective_at: datetime | None,
+) -> dict[str, Any]:
+    """Check and add one rule (the operators' API): for a configured channel and, when it
+    names one, an existing merchant; effective now unless ``effective_at`` says later."""
+    if channel not in gw.channels:
+        raise InvalidRequest(f"no channel {channel} is configured", code_override="unknown_channel")
+    if merchant_id is not None and not await merchant_exists(gw, merchant_id):
+        raise InvalidRequest(f"no merchant {merchant_id}", code_override="unknown_merchant")
+    now = gw.clock()
+    try:
+        entry = FeeScheduleEntry(
+            kind=kind,
+            channel=channel,
+            payee_type=payee_type,
+            rule=FeeRule(bps=bps, fixed=fixed, minimum=minimum, maximum=maximum),
+            effective_at=effective_at or now,
+            merchant_id=merchant_id,
+        )
+    except FeeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return await add(gw, actor, entry, now=now)
