@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     database_statement_timeout_seconds: float = Field(default=5.0, gt=0)
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # PostgreSQL ends a session idle inside a transaction this long (its client went silent:
+    # a blackholed network, a dead peer), so its row locks cannot stall every replica.
+    database_idle_in_transaction_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     redis_command_timeout_seconds: float = Field(default=2.0, gt=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -48,6 +48,7 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
         connect=settings.database_connect_timeout_seconds,
         statement=settings.database_statement_timeout_seconds,
         pool=settings.database_pool_timeout_seconds,
+        idle_in_transaction=settings.database_idle_in_transaction_timeout_seconds,
     )
     db = Database(settings.database_url, pool_size=settings.database_pool_size, timeouts=timeouts)
     if migrate:

@@ -30,6 +30,7 @@ from paymux.domain.states import TransferStatus
 from paymux.service.channel_calls import recorded
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result, order_for, send_once
+from paymux.store.errors import StoreError
 from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,12 @@ async def sync_once(gw: Gateway, *, recover_all_pending: bool = False) -> int:
     async def work(row: dict[str, Any]) -> None:
         nonlocal worked
         async with sem:
-            if not await _claim(gw, row, now):
+            try:
+                claimed = await _claim(gw, row, now)
+            except StoreError as exc:  # e.g. its row lock is held: the other rows go on
+                log.warning("could not claim transfer %s (%s); next pass", row["id"], exc)
+                return
+            if not claimed:
                 return
             worked += 1
             with request_context.transfer_scope(row["id"]):

@@ -75,6 +75,10 @@ class Timeouts:
     connect: float = 3.0
     statement: float | None = None
     pool: float = 5.0
+    # PostgreSQL's idle_in_transaction_session_timeout: the server rolls back a transaction
+    # whose client stopped talking (a blackholed network leaves the session open for as
+    # long as TCP keepalive takes, hours) and so releases its row locks.
+    idle_in_transaction: float | None = None
 
     @property
     def client_statement(self) -> float | None:
@@ -134,11 +138,15 @@ class Database:
             kwargs["pool_pre_ping"] = False
             kwargs["pool_timeout"] = t.pool
             connect_args: dict[str, Any] = {"timeout": t.connect}
+            server_settings: dict[str, str] = {}
             if t.statement is not None:
                 connect_args["command_timeout"] = t.client_statement
-                connect_args["server_settings"] = {
-                    "statement_timeout": str(int(t.statement * 1000))
-                }
+                server_settings["statement_timeout"] = str(int(t.statement * 1000))
+            if t.idle_in_transaction is not None:
+                ms = int(t.idle_in_transaction * 1000)
+                server_settings["idle_in_transaction_session_timeout"] = str(ms)
+            if server_settings:
+                connect_args["server_settings"] = server_settings
             kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
