@@ -1,9 +1,8 @@
 """The fee report: what merchants paid Paymux (and, for operators, what channels cost us).
 
 Source of truth is the ledger, not the transfer rows: a report line sums the ``settle``
-journal entries created in the period, read from their postings (``fee_revenue`` is the
-fee, ``channel_cost`` the cost, ``merchant_held`` gives amount + fee), joined with their
-transfers only for the channel and payee type. So a period's totals equal the period's
+journal entries created in the period, read from their postings (store/fee_report_repo.py).
+So a period's totals equal the period's
 ``fee_revenue`` and ``channel_cost`` postings to the fen. A returned transfer keeps its fee
 (see :mod:`paymux.domain.ledger`), so it stays in the report of the day it settled.
 
@@ -24,15 +23,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, Select, case, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from paymux.domain.ledger import AccountKind, EntryKind
 from paymux.domain.money import SUPPORTED_CURRENCIES
 from paymux.service.errors import InvalidRequest
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
-from paymux.store.tables import journal_entries, postings, transfers
+from paymux.store import fee_report_repo as repo
+from paymux.store.fee_report_repo import FeeReportLine, Window
 
 # Group keys in the order columns appear; `merchant` is for operators only.
 GROUP_KEYS: tuple[str, ...] = ("day", "merchant", "channel", "payee_type")
@@ -77,22 +73,6 @@ class FeeReportQuery:
     def days(self) -> list[date]:
         count = (self.last_day - self.first_day).days + 1
         return [self.first_day + timedelta(days=n) for n in range(count)]
-
-
-@dataclass(frozen=True)
-class FeeReportLine:
-    """Sums for one group (``group`` maps GROUP_FIELDS names to values) in one currency."""
-
-    group: Mapping[str, str]
-    currency: str
-    transfer_count: int
-    volume: int  # sum of transfer amounts, minor units
-    fees: int  # what merchants paid Paymux
-    channel_cost: int  # what the channels charged Paymux
-
-    @property
-    def margin(self) -> int:
-        return self.fees - self.channel_cost
 
 
 @dataclass(frozen=True)
@@ -141,83 +121,6 @@ def business_day_start(day: date, tz: ZoneInfo) -> datetime:
 
 # --- the report --------------------------------------------------------------------------
 
-_FEE_PREFIX = f"{AccountKind.fee_revenue.value}:"
-_COST_PREFIX = f"{AccountKind.channel_cost.value}:"
-_HELD_PREFIX = f"{AccountKind.merchant_held.value}:"
-
-
-def _group_columns(group_by: Sequence[str]) -> list[tuple[str, ColumnElement[Any]]]:
-    columns: dict[str, ColumnElement[Any]] = {
-        "merchant": journal_entries.c.merchant_id,
-        "channel": transfers.c.channel,
-        "payee_type": transfers.c.payee_type,
-    }
-    return [(GROUP_FIELDS[g], columns[g]) for g in GROUP_KEYS if g in group_by and g != "day"]
-
-
-def _posted(prefix: str, sign: int) -> ColumnElement[Any]:
-    """Sum of the postings to accounts whose key starts with ``prefix``, times ``sign``."""
-    amount = postings.c.amount if sign > 0 else -postings.c.amount
-    matches = postings.c.account_key.startswith(prefix, autoescape=True)
-    return func.coalesce(func.sum(case((matches, amount), else_=0)), 0)
-
-
-def _statement(
-    query: FeeReportQuery, start: datetime, end: datetime, groups: list[tuple[str, Any]]
-) -> Select[Any]:
-    je = journal_entries.c
-    stmt = (
-        select(
-            je.currency,
-            *(column.label(name) for name, column in groups),
-            func.count(func.distinct(je.id)).label("transfer_count"),
-            # held posting is -(amount + fee): negated, then less the fee, it is the amount
-            _posted(_HELD_PREFIX, -1).label("held"),
-            _posted(_FEE_PREFIX, +1).label("fees"),
-            _posted(_COST_PREFIX, -1).label("channel_cost"),
-        )
-        .select_from(
-            journal_entries.join(transfers, transfers.c.id == je.transfer_id).join(
-                postings, postings.c.entry_id == je.id
-            )
-        )
-        .where(
-            je.kind == EntryKind.settle.value,
-            je.created_at >= start,
-            je.created_at < end,
-        )
-        .group_by(je.currency, *(column for _, column in groups))
-    )
-    if query.merchant_id is not None:
-        stmt = stmt.where(je.merchant_id == query.merchant_id)
-    return stmt
-
-
-async def _lines(
-    conn: AsyncConnection,
-    query: FeeReportQuery,
-    start: datetime,
-    end: datetime,
-    fixed: Mapping[str, str],
-) -> list[FeeReportLine]:
-    groups = _group_columns(query.group_by)
-    result = await conn.execute(_statement(query, start, end, groups))
-    lines = []
-    for row in result.mappings():
-        # int(): PostgreSQL sums bigints as numeric (exact Decimal), SQLite as int.
-        fees, held = int(row["fees"]), int(row["held"])
-        lines.append(
-            FeeReportLine(
-                group={**fixed, **{name: str(row[name]) for name, _ in groups}},
-                currency=row["currency"],
-                transfer_count=int(row["transfer_count"]),
-                volume=held - fees,
-                fees=fees,
-                channel_cost=int(row["channel_cost"]),
-            )
-        )
-    return lines
-
 
 def _totals(lines: Sequence[FeeReportLine]) -> tuple[FeeReportLine, ...]:
     currencies = sorted(SUPPORTED_CURRENCIES | {line.currency for line in lines})
@@ -247,15 +150,19 @@ async def fee_report(gw: Gateway, query: FeeReportQuery) -> FeeReport:
     tz = query.timezone
     period_start = business_day_start(query.first_day, tz)
     period_end = business_day_start(query.last_day + timedelta(days=1), tz)
-    lines: list[FeeReportLine] = []
-    async with gw.db.read() as conn:
-        if "day" in query.group_by:
-            for day in query.days:
-                start = business_day_start(day, tz)
-                end = business_day_start(day + timedelta(days=1), tz)
-                lines += await _lines(conn, query, start, end, {"day": day.isoformat()})
-        else:
-            lines = await _lines(conn, query, period_start, period_end, {})
+    if "day" in query.group_by:
+        windows = [
+            Window(
+                business_day_start(day, tz),
+                business_day_start(day + timedelta(days=1), tz),
+                {"day": day.isoformat()},
+            )
+            for day in query.days
+        ]
+    else:
+        windows = [Window(period_start, period_end, {})]
+    groups = [GROUP_FIELDS[g] for g in GROUP_KEYS if g in query.group_by and g != "day"]
+    lines = await repo.settled_lines(gw.db, windows, groups, query.merchant_id)
     lines.sort(key=_sort_key)
     return FeeReport(
         query=query,
