@@ -68,7 +68,7 @@ async def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     log.info(
         "gateway ready: channels %s, database %s",
         sorted(channels),
-        db.engine.url.get_backend_name(),
+        db.backend,
     )
     policy = CircuitPolicy(
         failure_threshold=settings.circuit_failure_threshold,

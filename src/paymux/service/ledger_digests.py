@@ -10,11 +10,10 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from paymux.domain.ledger_digest import GENESIS, chain, leaf, merkle_root
 from paymux.service.gateway import Gateway
 from paymux.store import ledger_digest_repo as repo
+from paymux.store.db import ReadTx
 from paymux.store.ledger_digest_repo import StoredDigest
 
 
@@ -65,7 +64,7 @@ async def seal_days(gw: Gateway, *, through: date, start: date | None = None) ->
     return sealed
 
 
-async def verify(conn: AsyncConnection, tz: ZoneInfo) -> list[str]:
+async def verify(conn: ReadTx, tz: ZoneInfo) -> list[str]:
     """Every sealed day recomputed from the journal; names the day and entry that changed."""
     problems: list[str] = []
     previous = GENESIS

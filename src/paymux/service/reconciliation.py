@@ -30,7 +30,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection
 
 from paymux import metrics
 from paymux.channels.base import (
@@ -60,6 +59,7 @@ from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result, get_transfer, order_for
 from paymux.store import audit_repo
 from paymux.store import reconciliation_repo as repo
+from paymux.store.db import WriteTx
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ async def run_reconciliation(
     paid_refs = [r for r, lines in statement.by_reference.items() if lines.paid]
     request_id = current_request_id()
 
-    def write(conn: Connection) -> list[Discrepancy]:
+    def write(conn: WriteTx) -> list[Discrepancy]:
         opened = repo.save_run(conn, run, judged, merchants, now=now)
         repo.clear_missing_in_statement(conn, paid_refs, day=bill_date, run_id=run_id, now=now)
         for dsc in opened:  # the operator-facing event, in the audit log's hash chain

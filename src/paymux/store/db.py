@@ -50,6 +50,8 @@ T = TypeVar("T")
 # the store's repositories (so a change and its audit record commit together) and never
 # execute SQL on it themselves.
 WriteTx: TypeAlias = Connection
+# A :meth:`Database.read` scope, handed on the same way (several reads, one snapshot).
+ReadTx: TypeAlias = AsyncConnection
 
 
 @dataclass
@@ -112,7 +114,8 @@ class Database:
     ) -> None:
         self.url = url
         parsed = make_url(url)
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.backend = parsed.get_backend_name()  # "sqlite" | "postgresql"
+        self.is_sqlite = self.backend == "sqlite"
         self.counters = Counters()
         self.timeouts = t = timeouts or Timeouts()
         # SQLite: how long a writer waits for another process's write lock.
