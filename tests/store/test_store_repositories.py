@@ -4,20 +4,26 @@ back, in the order and pages it promises."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from sqlalchemy import select
 
 from paymux.domain.fees import FeeKind, FeeRule, FeeScheduleEntry
 from paymux.service.gateway import Gateway
 from paymux.store import (
     balance_transactions_repo,
+    events_repo,
     fee_rules_repo,
     merchants_repo,
     topups_repo,
+    webhook_endpoints_repo,
 )
 from paymux.store.db import WriteTx
 from paymux.store.merchants_repo import MerchantRow
+from paymux.store.tables import webhook_secrets
 from paymux.store.topups_repo import TopupRow
+from paymux.store.webhook_endpoints_repo import EndpointRow
 from tests.store.store_support import new_funded_merchant, topup
 
 AT = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -120,3 +126,85 @@ async def test_balance_transactions_repo_pages_newest_first(gw: Gateway) -> None
     assert all(t.held_change == 0 and t.topup_id and t.transfer_id is None for t in first)
     ids = [t.entry_id for t in first + rest]
     assert ids == sorted(ids, reverse=True)
+
+
+def _endpoint(merchant_id: str, url: str) -> EndpointRow:
+    return EndpointRow(
+        id="we_" + uuid.uuid4().hex[:20],
+        merchant_id=merchant_id,
+        url=url,
+        event_types='["*"]',
+        description=None,
+        enabled=True,
+        created_at=AT,
+        updated_at=AT,
+        deleted_at=None,
+    )
+
+
+async def test_webhook_endpoints_repo_reads_live_endpoints_only(gw: Gateway) -> None:
+    merchant = await new_funded_merchant(gw, 0, "endpoint repo")
+    kept, gone, disabled = (_endpoint(merchant, f"https://hooks.example.com/{n}") for n in range(3))
+    for row in (kept, gone, disabled):
+        await webhook_endpoints_repo.insert(gw.db, row, "whsec_" + uuid.uuid4().hex)
+    await webhook_endpoints_repo.update_live(gw.db, disabled["id"], {"enabled": False})
+    await webhook_endpoints_repo.soft_delete(gw.db, gone["id"], AT)
+    # A deleted endpoint is not changed any more.
+    await webhook_endpoints_repo.update_live(gw.db, gone["id"], {"url": "https://x.example"})
+
+    assert await webhook_endpoints_repo.get_live(gw.db, merchant, kept["id"]) == kept
+    assert await webhook_endpoints_repo.get_live(gw.db, merchant, gone["id"]) is None
+    assert await webhook_endpoints_repo.get_live(gw.db, "mer_other", kept["id"]) is None
+    first, more = await webhook_endpoints_repo.page(gw.db, merchant, limit=1, starting_after=None)
+    rest, more_after = await webhook_endpoints_repo.page(
+        gw.db, merchant, limit=1, starting_after=first[0]["id"]
+    )
+    assert more and not more_after
+    assert {r["id"] for r in first + rest} == {kept["id"], disabled["id"]}
+    assert await webhook_endpoints_repo.live_subscriptions(gw.db, merchant) == [
+        (kept["id"], '["*"]')
+    ]
+
+
+async def test_webhook_endpoints_repo_never_lengthens_a_rotated_secret(gw: Gateway) -> None:
+    merchant = await new_funded_merchant(gw, 0, "secret repo")
+    row = _endpoint(merchant, "https://hooks.example.com/rotate")
+    await webhook_endpoints_repo.insert(gw.db, row, "whsec_first")
+    soon, later = AT + timedelta(minutes=5), AT + timedelta(hours=1)
+
+    await webhook_endpoints_repo.add_secret(gw.db, row["id"], "whsec_b", now=AT, others_expire=soon)
+    await webhook_endpoints_repo.add_secret(
+        gw.db, row["id"], "whsec_c", now=AT, others_expire=later
+    )
+
+    k = webhook_secrets.c
+    async with gw.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(k.secret, k.expires_at).where(k.endpoint_id == row["id"]).order_by(k.id)
+            )
+        ).all()
+    expiries = [(secret, at and at.astimezone(UTC)) for secret, at in rows]
+    assert expiries == [("whsec_first", soon), ("whsec_b", later), ("whsec_c", None)]
+
+
+async def test_events_repo_pages_by_type_with_deliveries(gw: Gateway) -> None:
+    merchant = await new_funded_merchant(gw, 0, "events repo")
+    for amount in (100, 200):
+        await topup(gw, merchant, amount)
+
+    page, more = await events_repo.page(
+        gw.db, merchant, event_type="balance.topped_up", limit=1, starting_after=None
+    )
+    older, _ = await events_repo.page(
+        gw.db, merchant, event_type=None, limit=5, starting_after=page[0]["id"]
+    )
+    none, _ = await events_repo.page(
+        gw.db, merchant, event_type="transfer.failed", limit=5, starting_after=None
+    )
+
+    assert more and len(older) == 1 and none == []
+    assert older[0]["id"] < page[0]["id"]
+    found = await events_repo.with_deliveries(gw.db, merchant, page[0]["id"])
+    assert found is not None and found[0] == page[0] and found[1] == []
+    assert await events_repo.with_deliveries(gw.db, "mer_other", page[0]["id"]) is None

@@ -10,23 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, update
 
 from paymux.domain.ids import new_id
 from paymux.service.errors import Conflict, InvalidRequest, NotFound, ServiceError
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
-from paymux.store.tables import (
-    events,
-    webhook_attempts,
-    webhook_deliveries,
-    webhook_endpoints,
-    webhook_secrets,
-)
+from paymux.store import events_repo, webhook_deliveries_repo
+from paymux.store import webhook_endpoints_repo as repo
+from paymux.store.events_repo import DeliveryRow, EventRow
 from paymux.store.webhook_deliveries_repo import new_delivery, parse_event_types
+from paymux.store.webhook_endpoints_repo import AttemptRow, EndpointPatch, EndpointRow
 from paymux.webhooks import signing, ssrf
 from paymux.webhooks.relay import WILDCARD, delivery_schedule, enqueue_now, subscribed
 
@@ -71,7 +68,7 @@ async def check_url(gw: Gateway, url: str) -> None:
         raise UnsafeWebhookURL(str(exc)) from None
 
 
-def endpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def endpoint_view(row: EndpointRow) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "webhook_endpoint",
@@ -84,7 +81,7 @@ def endpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def attempt_view(row: AttemptRow) -> dict[str, Any]:
     return {
         "id": f"{ATTEMPT_ID_PREFIX}{row['id']}",
         "object": "webhook_attempt",
@@ -101,7 +98,7 @@ def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_view(row: EventRow) -> dict[str, Any]:
     payload: dict[str, Any] = orjson.loads(row["payload"])
     return {"id": payload.pop("id"), "object": "event", **payload}
 
@@ -129,70 +126,39 @@ async def create_endpoint(
     url: str,
     event_types: Sequence[str],
     description: str | None,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[EndpointRow, str]:
     """The new endpoint and its first secret (the only time the secret is returned)."""
     types = check_event_types(event_types)
     await check_url(gw, url)
     now = gw.clock()
     secret = signing.generate_secret()
-    row: dict[str, Any] = {
-        "id": new_id("we"),
-        "merchant_id": merchant_id,
-        "url": url,
-        "event_types": orjson.dumps(types).decode(),
-        "description": description,
-        "enabled": True,
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
-    }
-    async with gw.db.write() as conn:
-        await conn.execute(webhook_endpoints.insert().values(**row))
-        await conn.execute(
-            webhook_secrets.insert().values(endpoint_id=row["id"], secret=secret, created_at=now)
-        )
+    row = EndpointRow(
+        id=new_id("we"),
+        merchant_id=merchant_id,
+        url=url,
+        event_types=orjson.dumps(types).decode(),
+        description=description,
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+        deleted_at=None,
+    )
+    await repo.insert(gw.db, row, secret)
     return row, secret
 
 
-async def get_endpoint(gw: Gateway, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
+async def get_endpoint(gw: Gateway, merchant_id: str, endpoint_id: str) -> EndpointRow:
     """A live endpoint of this merchant; another merchant's or a deleted one is 404."""
-    w = webhook_endpoints.c
-    async with gw.db.read() as conn:
-        found = (
-            (
-                await conn.execute(
-                    select(webhook_endpoints).where(
-                        and_(
-                            w.id == endpoint_id,
-                            w.merchant_id == merchant_id,
-                            w.deleted_at.is_(None),
-                        )
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+    found = await repo.get_live(gw.db, merchant_id, endpoint_id)
     if found is None:
         raise NotFound(f"no webhook endpoint {endpoint_id}")
-    return dict(found)
+    return found
 
 
 async def list_endpoints(
     gw: Gateway, merchant_id: str, *, limit: int, starting_after: str | None
-) -> tuple[list[dict[str, Any]], bool]:
-    w = webhook_endpoints.c
-    stmt = (
-        select(webhook_endpoints)
-        .where(and_(w.merchant_id == merchant_id, w.deleted_at.is_(None)))
-        .order_by(w.id.desc())
-        .limit(limit + 1)
-    )
-    if starting_after:
-        stmt = stmt.where(w.id < starting_after)
-    async with gw.db.read() as conn:
-        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
-    return rows[:limit], len(rows) > limit
+) -> tuple[list[EndpointRow], bool]:
+    return await repo.page(gw.db, merchant_id, limit=limit, starting_after=starting_after)
 
 
 @dataclass(frozen=True)
@@ -208,9 +174,9 @@ class EndpointChanges:
 
 async def update_endpoint(
     gw: Gateway, merchant_id: str, endpoint_id: str, changes: EndpointChanges
-) -> dict[str, Any]:
+) -> EndpointRow:
     await get_endpoint(gw, merchant_id, endpoint_id)
-    values: dict[str, Any] = {}
+    values: EndpointPatch = {}
     if "url" in changes.fields and changes.url is not None:
         await check_url(gw, changes.url)
         values["url"] = changes.url
@@ -222,32 +188,19 @@ async def update_endpoint(
         values["enabled"] = changes.enabled
     if values:
         values["updated_at"] = gw.clock()
-        w = webhook_endpoints.c
-        async with gw.db.write() as conn:
-            await conn.execute(
-                update(webhook_endpoints)
-                .where(and_(w.id == endpoint_id, w.deleted_at.is_(None)))
-                .values(**values)
-            )
+        await repo.update_live(gw.db, endpoint_id, values)
     return await get_endpoint(gw, merchant_id, endpoint_id)
 
 
 async def delete_endpoint(gw: Gateway, merchant_id: str, endpoint_id: str) -> None:
     """Soft delete: nothing more is delivered; deliveries and attempts stay on record."""
     await get_endpoint(gw, merchant_id, endpoint_id)
-    now = gw.clock()
-    w = webhook_endpoints.c
-    async with gw.db.write() as conn:
-        await conn.execute(
-            update(webhook_endpoints)
-            .where(and_(w.id == endpoint_id, w.deleted_at.is_(None)))
-            .values(deleted_at=now, enabled=False, updated_at=now)
-        )
+    await repo.soft_delete(gw.db, endpoint_id, gw.clock())
 
 
 async def rotate_secret(
     gw: Gateway, merchant_id: str, endpoint_id: str, *, overlap_seconds: int | None
-) -> tuple[dict[str, Any], str, datetime]:
+) -> tuple[EndpointRow, str, datetime]:
     """A new secret; the current ones keep signing until the returned expiry."""
     endpoint = await get_endpoint(gw, merchant_id, endpoint_id)
     overlap = (
@@ -256,22 +209,7 @@ async def rotate_secret(
     now = gw.clock()
     expires = now + timedelta(seconds=overlap)
     secret = signing.generate_secret()
-    k = webhook_secrets.c
-    async with gw.db.write() as conn:
-        # Never lengthen an earlier rotation's overlap, only shorten it.
-        await conn.execute(
-            update(webhook_secrets)
-            .where(
-                and_(
-                    k.endpoint_id == endpoint_id,
-                    or_(k.expires_at.is_(None), k.expires_at > expires),
-                )
-            )
-            .values(expires_at=expires)
-        )
-        await conn.execute(
-            webhook_secrets.insert().values(endpoint_id=endpoint_id, secret=secret, created_at=now)
-        )
+    await repo.add_secret(gw.db, endpoint_id, secret, now=now, others_expire=expires)
     return endpoint, secret, expires
 
 
@@ -286,22 +224,12 @@ def _attempt_cursor(cursor: str | None) -> int | None:
 
 async def list_attempts(
     gw: Gateway, merchant_id: str, endpoint_id: str, *, limit: int, starting_after: str | None
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[AttemptRow], bool]:
     """Attempts to one endpoint, newest first."""
     await get_endpoint(gw, merchant_id, endpoint_id)
-    a = webhook_attempts.c
-    stmt = (
-        select(webhook_attempts)
-        .where(a.endpoint_id == endpoint_id)
-        .order_by(a.id.desc())
-        .limit(limit + 1)
+    return await repo.attempts_page(
+        gw.db, endpoint_id, limit=limit, before_id=_attempt_cursor(starting_after)
     )
-    after = _attempt_cursor(starting_after)
-    if after is not None:
-        stmt = stmt.where(a.id < after)
-    async with gw.db.read() as conn:
-        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
-    return rows[:limit], len(rows) > limit
 
 
 # --- events ----------------------------------------------------------------------------
@@ -314,45 +242,25 @@ async def list_events(
     event_type: str | None,
     limit: int,
     starting_after: str | None,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[EventRow], bool]:
     """The merchant's events, newest first (event ids are time-ordered)."""
-    e = events.c
-    stmt = select(events).where(e.merchant_id == merchant_id).order_by(e.id.desc()).limit(limit + 1)
-    if event_type:
-        stmt = stmt.where(e.type == event_type)
-    if starting_after:
-        stmt = stmt.where(e.id < starting_after)
-    async with gw.db.read() as conn:
-        rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
-    return rows[:limit], len(rows) > limit
+    return await events_repo.page(
+        gw.db,
+        merchant_id,
+        event_type=event_type,
+        limit=limit,
+        starting_after=starting_after,
+    )
 
 
 async def get_event(
     gw: Gateway, merchant_id: str, event_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[EventRow, list[DeliveryRow]]:
     """The event and its deliveries (oldest first)."""
-    e, d = events.c, webhook_deliveries.c
-    async with gw.db.read() as conn:
-        found = (
-            (
-                await conn.execute(
-                    select(events).where(and_(e.id == event_id, e.merchant_id == merchant_id))
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if found is None:
-            raise NotFound(f"no event {event_id}")
-        deliveries = [
-            dict(r)
-            for r in (
-                await conn.execute(
-                    select(webhook_deliveries).where(d.event_id == event_id).order_by(d.id)
-                )
-            ).mappings()
-        ]
-    return dict(found), deliveries
+    found = await events_repo.with_deliveries(gw.db, merchant_id, event_id)
+    if found is None:
+        raise NotFound(f"no event {event_id}")
+    return found
 
 
 async def redeliver_event(
@@ -372,21 +280,7 @@ async def redeliver_event(
             )
         targets = [endpoint_id]
     else:
-        w = webhook_endpoints.c
-        async with gw.db.read() as conn:
-            live = (
-                await conn.execute(
-                    select(w.id, w.event_types)
-                    .where(
-                        and_(
-                            w.merchant_id == merchant_id,
-                            w.enabled.is_(True),
-                            w.deleted_at.is_(None),
-                        )
-                    )
-                    .order_by(w.id)
-                )
-            ).all()
+        live = await repo.live_subscriptions(gw.db, merchant_id)
         targets = [i for i, types in live if subscribed(parse_event_types(types), event["type"])]
         if not targets:
             raise Conflict(
@@ -395,7 +289,6 @@ async def redeliver_event(
             )
     now = gw.clock()
     rows = [new_delivery(event_id, target, now) for target in targets]
-    async with gw.db.write() as conn:
-        await conn.execute(webhook_deliveries.insert(), rows)
+    await gw.db.run_write(partial(webhook_deliveries_repo.insert_deliveries, rows=rows))
     await enqueue_now(delivery_schedule(gw), [r["id"] for r in rows])
     return rows
