@@ -22,6 +22,7 @@ stays single-slot.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -49,11 +50,17 @@ local function gcra(rl_key, interval, burst, cost)
 end
 """
 
-# KEYS: ver, rl, used. Returns {version, allowed 0|1, remaining, retry_after_ms, reset_ms}.
+# KEYS: ver, rl, used. ARGV: interval ms, burst, cost, a fresh random version (stored when
+# the key has none: first use, or Redis lost its data). Returns {version, allowed 0|1,
+# remaining, retry_after_ms, reset_ms}.
 _ADMIT_LUA = (
     GCRA_LUA
     + """
-local ver = redis.call('GET', KEYS[1]) or '0'
+local ver = redis.call('GET', KEYS[1])
+if not ver then
+  ver = ARGV[4]
+  redis.call('SET', KEYS[1], ver, 'EX', 7776000)
+end
 redis.call('SET', KEYS[3], t[1], 'EX', 7776000)
 local a, r, ra, rs = gcra(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {ver, a, r, ra, rs}
@@ -93,6 +100,15 @@ return worst
 """
 
 PREFIX = "paymux"
+VERSION_TTL = 7_776_000  # 90 days: an expired version is only a cache miss
+
+
+def new_version() -> str:
+    """A key version no cache has seen: 64 random bits (never '0', which the combined
+    idempotency claim reads for a key without a version: no cache holds it, so stale)."""
+    return secrets.token_hex(8)
+
+
 OPERATORS = "operators"  # the hash tag of operator keys
 
 
@@ -174,15 +190,19 @@ class AccessGate:
         self, owner: str, key_id: str, per_second: int, burst: int, *, cost: int = 1
     ) -> Admission:
         req = gate_request(owner, key_id, "", per_second, burst)
-        answer = await self._admit(keys=list(req.keys), args=[req.interval_ms, burst, cost])
+        answer = await self._admit(
+            keys=list(req.keys), args=[req.interval_ms, burst, cost, new_version()]
+        )
         return req.admission(*answer)
 
     async def refund(self, owner: str, key_id: str, per_second: int) -> None:
         await self._refund(keys=[f"{_tag(owner, key_id)}:rl"], args=[1000.0 / per_second])
 
     async def bump_version(self, owner: str, key_id: str) -> None:
-        """Every worker's cached copy of this key is stale from now on."""
-        await self._redis.incr(f"{_tag(owner, key_id)}:ver")
+        """Every worker's cached copy of this key is stale from now on: a new random
+        version, never one a cache could hold (a counter would restart after Redis lost
+        its data and could reach a cached value again)."""
+        await self._redis.set(f"{_tag(owner, key_id)}:ver", new_version(), ex=VERSION_TTL)
 
     async def last_used(self, keys: list[tuple[str, str]]) -> dict[str, int]:
         """Unix seconds of each (owner, key id)'s last authenticated request (one MGET;

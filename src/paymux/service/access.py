@@ -4,10 +4,15 @@ authentication of a bearer key — every change recorded in the audit log.
 Authentication keeps verified keys in an in-process cache, but never trusts it blindly:
 each request runs one Redis script (:class:`paymux.access_gate.AccessGate`) that returns
 the key's current version together with the rate-limit decision. Revoking, rolling or
-changing a key bumps its version, so on every worker the next request with that key
-misses the cache and re-reads the database: revocation takes effect at once, and a cached
-key costs no database read. If Redis cannot be reached, every request re-reads the database
-(revocation stays exact) and rate limiting fails closed for money-moving routes.
+changing a key writes a new random version after its commit, so on every worker the next
+request with that key misses the cache and re-reads the database: revocation takes effect
+at once, and a cached key costs no database statement. A key whose version Redis lost
+(flush, failover) gets a fresh one, which no cache holds: a miss, answered from the
+database, never a stale "allow". If Redis cannot be reached, every request re-reads the
+database (revocation stays exact) and rate limiting fails closed for money-moving routes.
+The database is read with ONE statement (key, holder, rate limit): twice for a key this
+process has not seen (before and after learning its version), once when the version
+changed or the copy is older than ``auth_cache_seconds``, otherwise never.
 """
 
 from __future__ import annotations
@@ -514,13 +519,12 @@ class Authenticator:
         return gw_gate(self._gw)
 
     async def _load(self, digest: str) -> tuple[ApiKey, RateLimit] | None:
-        key = await keys_repo.find_by_hash(self._gw.db, digest)
-        if key is None:
+        """The key and its rate limit from the database: one statement."""
+        found = await keys_repo.find_by_hash_with_limit(self._gw.db, digest)
+        if found is None:
             return None
-        limit = default_limit(self._gw)
-        if key.merchant_id is not None:
-            limit = await rate_limit_of(self._gw, key.merchant_id)
-        return key, limit
+        key, own_limit = found  # operator keys have none: no merchant
+        return key, own_limit or default_limit(self._gw)
 
     async def _failed(self, client: str, token: str, why: str) -> ServiceError:
         metrics.auth_failures.labels(why).inc()
@@ -569,32 +573,32 @@ class Authenticator:
         fresh = cached is not None and (
             time.monotonic() - cached.loaded < gw.settings.auth_cache_seconds
         )
-        if cached is None or not fresh:
-            if cached is None:
-                # An unknown key: refuse early when this client is already blocked, so a
-                # guesser cannot make us read the database.
-                try:
-                    wait = await self.gate.failures_block(
-                        client,
-                        key_prefix(token),
-                        gw.settings.auth_failure_limit,
-                        gw.settings.auth_failure_window_seconds,
-                        record=False,
-                    )
-                except RedisError:
-                    wait = 0
-                if wait:
-                    metrics.auth_failures.labels("blocked").inc()
-                    raise TooManyFailures(
-                        "too many failed authentications from this address or for this key prefix",
-                        retry_after=wait,
-                    )
+        if cached is None:
+            # An unknown key: refuse early when this client is already blocked, so a
+            # guesser cannot make us read the database.
+            try:
+                wait = await self.gate.failures_block(
+                    client,
+                    key_prefix(token),
+                    gw.settings.auth_failure_limit,
+                    gw.settings.auth_failure_window_seconds,
+                    record=False,
+                )
+            except RedisError:
+                wait = 0
+            if wait:
+                metrics.auth_failures.labels("blocked").inc()
+                raise TooManyFailures(
+                    "too many failed authentications from this address or for this key prefix",
+                    retry_after=wait,
+                )
+            # The key's id and owner name its Redis records; the version is unknown ("")
+            # until Redis answers, so this copy is read again below, after the version.
             loaded = await self._load(digest)
             if loaded is None:
-                self._cache.pop(digest, None)
                 raise await self._failed(client, token, "unknown")
             cached = _Cached(loaded[0], loaded[1], "", time.monotonic())
-        elif defer and cached.version and cached.key.usable_at(gw.clock()):
+        elif defer and fresh and cached.version and cached.key.usable_at(gw.clock()):
             key = cached.key
             principal = Principal(key.id, key.kind, key.merchant_id, key.scopes, key.role)
             gate = gate_request(
@@ -610,16 +614,18 @@ class Authenticator:
         )
         if admission is None:
             # Redis unreachable: the cache cannot be validated, so read the database.
+            self._cache.pop(digest, None)
             loaded = await self._load(digest)
             if loaded is None:
                 raise await self._failed(client, token, "unknown")
             cached = _Cached(loaded[0], loaded[1], "", time.monotonic())
-            self._cache.pop(digest, None)
-        elif admission.version != cached.version:
-            # Changed since we cached it, or just loaded (version unknown until now): read
-            # it (again) AFTER learning the version. A revocation bumps the version after
-            # its commit, so this read sees any revocation up to that version, and a later
-            # one changes the version again: a stale key is never cached as current.
+        elif admission.version != cached.version or not fresh:
+            # Changed since we cached it, just loaded (version unknown until now), or held
+            # longer than auth_cache_seconds: read it (again) AFTER learning the version. A
+            # revocation writes a new version after its commit, so this read sees any
+            # revocation up to that version, and a later one changes the version again: a
+            # stale key is never cached as current. A version is random, never reused, and
+            # a key without one (Redis lost it) gets a new one: a miss, never a stale hit.
             loaded = await self._load(digest)
             if loaded is None:
                 self._cache.pop(digest, None)

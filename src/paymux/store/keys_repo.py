@@ -84,6 +84,30 @@ async def find_by_hash(db: Database, key_hash: str) -> ApiKey | None:
     return _key(row) if row else None
 
 
+async def find_by_hash_with_limit(
+    db: Database, key_hash: str
+) -> tuple[ApiKey, RateLimit | None] | None:
+    """The key of ``key_hash`` and its merchant's own rate limit (None: the default), in
+    ONE statement: authentication reads this only when its cache cannot answer."""
+    rl = merchant_rate_limits.c
+    stmt = (
+        select(*_KEY_COLUMNS, rl.per_second.label("rl_per_second"), rl.burst.label("rl_burst"))
+        .select_from(
+            api_keys.outerjoin(operators, operators.c.id == _K.operator_id)
+            .outerjoin(merchants, merchants.c.id == _K.merchant_id)
+            .outerjoin(merchant_rate_limits, rl.merchant_id == _K.merchant_id)
+        )
+        .where(_K.key_hash == key_hash)
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        return None
+    if row["rl_per_second"] is None:
+        return _key(row), None
+    return _key(row), RateLimit(row["rl_per_second"], row["rl_burst"])
+
+
 async def get_key(db: Database, key_id: str) -> ApiKey | None:
     async with db.read() as conn:
         row = (await conn.execute(_key_select().where(_K.id == key_id))).mappings().first()
