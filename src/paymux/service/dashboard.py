@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from paymux.channels.base import ChannelResult
 from paymux.domain import states
 from paymux.domain.ledger import AccountRef, LedgerError
 from paymux.domain.outcomes import Outcome
+from paymux.domain.reconciliation import Discrepancy
 from paymux.domain.states import TransferStatus
 from paymux.service.channel_calls import recorded
 from paymux.service.errors import Conflict, NotFound
@@ -29,6 +30,7 @@ from paymux.service.reports import business_day_start
 from paymux.service.transfers import apply_result, order_for
 from paymux.service.views import mask_account, mask_name
 from paymux.store import dashboard_repo as repo
+from paymux.store.webhook_endpoints_repo import AttemptRow
 
 # Statuses whose transfer still holds funds and waits on the channel or the payee.
 IN_FLIGHT: tuple[str, ...] = tuple(sorted(s.value for s in states.IN_FLIGHT))
@@ -315,7 +317,7 @@ def build_timeline(facts: repo.TransferFacts, *, operator: bool) -> list[Timelin
                 raw=note["body"][:4000] if operator else None,
             )
         )
-    attempts_by_delivery: dict[str, list[dict[str, Any]]] = {}
+    attempts_by_delivery: dict[str, list[AttemptRow]] = {}
     for a in facts.attempts:
         attempts_by_delivery.setdefault(a["delivery_id"], []).append(a)
     for ev in facts.events:
@@ -351,21 +353,21 @@ def build_timeline(facts: repo.TransferFacts, *, operator: bool) -> list[Timelin
         )
     items += _ledger_items(facts, operator)
     if operator:
-        for d in facts.discrepancies:
-            rows = [("channel day", d["bill_date"]), ("severity", d["severity"])]
-            if d["statement_amount"] is not None or d["paymux_amount"] is not None:
+        for dsc in facts.discrepancies:
+            rows = [("channel day", dsc.bill_date), ("severity", dsc.severity)]
+            if dsc.statement_amount is not None or dsc.paymux_amount is not None:
                 rows.append(
-                    ("amounts", f"statement {d['statement_amount']} / ours {d['paymux_amount']}")
+                    ("amounts", f"statement {dsc.statement_amount} / ours {dsc.paymux_amount}")
                 )
-            if d["resolved_at"] is not None:
-                rows.append(("resolved", f"{d['resolved_by']}: {d['resolution']}"))
+            if dsc.resolved_at is not None:
+                rows.append(("resolved", f"{dsc.resolved_by}: {dsc.resolution}"))
             items.append(
                 TimelineItem(
-                    at=d["created_at"],
+                    at=cast(datetime, dsc.created_at),
                     kind="reconciliation",
-                    title=f"Reconciliation: {d['kind'].replace('_', ' ')} ({d['state']})",
-                    detail=d["detail"],
-                    tone="bad" if d["state"] == "open" else "neutral",
+                    title=f"Reconciliation: {dsc.kind.replace('_', ' ')} ({dsc.state})",
+                    detail=dsc.detail,
+                    tone="bad" if dsc.state == "open" else "neutral",
                     rows=rows,
                 )
             )
@@ -435,7 +437,7 @@ async def merchants_page(
 
 async def deliveries(
     gw: Gateway, q: repo.DeliverySearch
-) -> tuple[list[dict[str, Any]], list[repo.FailingEndpoint], bool]:
+) -> tuple[list[repo.DeliveryListing], list[repo.FailingEndpoint], bool]:
     async with gw.db.read() as conn:
         rows, more = await repo.search_deliveries(conn, q)
         failing = await repo.failing_endpoints(conn, q.merchant_id)
@@ -444,7 +446,7 @@ async def deliveries(
 
 async def delivery_merchant(
     gw: Gateway, delivery_id: str, merchant_id: str | None
-) -> dict[str, Any]:
+) -> repo.OwnedDelivery:
     async with gw.db.read() as conn:
         found = await repo.get_delivery(conn, delivery_id)
     if found is None or (merchant_id is not None and found["merchant_id"] != merchant_id):
@@ -454,6 +456,6 @@ async def delivery_merchant(
 
 async def open_discrepancies(
     gw: Gateway, *, before_id: str | None, limit: int = 50
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[Discrepancy], bool]:
     async with gw.db.read() as conn:
         return await repo.open_discrepancies(conn, before_id=before_id, limit=limit)

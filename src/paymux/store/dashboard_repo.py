@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from paymux.domain.reconciliation import Discrepancy
 from paymux.domain.states import IN_FLIGHT
 from paymux.store.channel_calls import ChannelCall, calls_for_transfer
+from paymux.store.events_repo import DeliveryRow, EventRow
+from paymux.store.reconciliation_repo import discrepancy_of
 from paymux.store.reconciliation_tables import recon_discrepancies
 from paymux.store.tables import (
     accounts,
@@ -31,8 +34,37 @@ from paymux.store.tables import (
     webhook_deliveries,
     webhook_endpoints,
 )
+from paymux.store.webhook_endpoints_repo import AttemptRow
 
-Row = dict[str, Any]
+Row = dict[str, Any]  # a transfer row (the transfer repository's business)
+
+
+class NotificationRow(TypedDict):
+    """A channel's notification as received (operators see its raw body)."""
+
+    id: int
+    channel: str
+    reference: str | None
+    verified: bool
+    result: str
+    detail: str | None
+    body: str
+    received_at: datetime
+
+
+class EndpointDelivery(DeliveryRow):
+    url: str  # the endpoint's
+
+
+class DeliveryListing(DeliveryRow):
+    url: str
+    merchant_id: str
+    event_type: str
+    object_id: str  # what the event is about (a transfer id, a top-up id)
+
+
+class OwnedDelivery(DeliveryRow):
+    merchant_id: str  # the endpoint's merchant
 
 
 @dataclass(frozen=True)
@@ -97,20 +129,20 @@ class TransferFacts:
     """Everything stored about one transfer, each list oldest first."""
 
     transfer: Row
-    events: list[Row] = field(default_factory=list)
-    deliveries: list[Row] = field(default_factory=list)  # with endpoint url
-    attempts: list[Row] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    deliveries: list[EndpointDelivery] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
     ledger: list[LedgerLine] = field(default_factory=list)
-    notifications: list[Row] = field(default_factory=list)
+    notifications: list[NotificationRow] = field(default_factory=list)
     calls: list[ChannelCall] = field(default_factory=list)
-    discrepancies: list[Row] = field(default_factory=list)  # reconciliation findings
+    discrepancies: list[Discrepancy] = field(default_factory=list)  # reconciliation findings
 
 
 async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
     tid = transfer["id"]
     e, d, a, w = events.c, webhook_deliveries.c, webhook_attempts.c, webhook_endpoints.c
     evs = [
-        dict(r)
+        cast(EventRow, dict(r))
         for r in (
             await conn.execute(
                 select(events)
@@ -120,11 +152,11 @@ async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
         ).mappings()
     ]
     event_ids = [ev["id"] for ev in evs]
-    deliveries: list[Row] = []
-    attempts: list[Row] = []
+    deliveries: list[EndpointDelivery] = []
+    attempts: list[AttemptRow] = []
     if event_ids:
         deliveries = [
-            dict(r)
+            cast(EndpointDelivery, dict(r))
             for r in (
                 await conn.execute(
                     select(webhook_deliveries, w.url)
@@ -136,7 +168,7 @@ async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
         ]
     if deliveries:
         attempts = [
-            dict(r)
+            cast(AttemptRow, dict(r))
             for r in (
                 await conn.execute(
                     select(webhook_attempts)
@@ -163,7 +195,7 @@ async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
     ]
     n = channel_notifications.c
     notes = [
-        dict(r)
+        cast(NotificationRow, dict(r))
         for r in (
             await conn.execute(
                 select(channel_notifications)
@@ -174,7 +206,7 @@ async def transfer_facts(conn: AsyncConnection, transfer: Row) -> TransferFacts:
     ]
     r = recon_discrepancies.c
     found = [
-        dict(x)
+        discrepancy_of(x)
         for x in (
             await conn.execute(
                 select(recon_discrepancies)
@@ -260,7 +292,9 @@ class DeliverySearch:
     limit: int = 50
 
 
-async def search_deliveries(conn: AsyncConnection, q: DeliverySearch) -> tuple[list[Row], bool]:
+async def search_deliveries(
+    conn: AsyncConnection, q: DeliverySearch
+) -> tuple[list[DeliveryListing], bool]:
     d, w, e = webhook_deliveries.c, webhook_endpoints.c, events.c
     stmt = (
         select(
@@ -283,7 +317,7 @@ async def search_deliveries(conn: AsyncConnection, q: DeliverySearch) -> tuple[l
         stmt = stmt.where(d.endpoint_id == q.endpoint_id)
     if q.before_id:
         stmt = stmt.where(d.id < q.before_id)
-    rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    rows = [cast(DeliveryListing, dict(r)) for r in (await conn.execute(stmt)).mappings()]
     return rows[: q.limit], len(rows) > q.limit
 
 
@@ -318,7 +352,7 @@ async def failing_endpoints(
     ]
 
 
-async def get_delivery(conn: AsyncConnection, delivery_id: str) -> Row | None:
+async def get_delivery(conn: AsyncConnection, delivery_id: str) -> OwnedDelivery | None:
     d, w = webhook_deliveries.c, webhook_endpoints.c
     found = (
         (
@@ -331,7 +365,7 @@ async def get_delivery(conn: AsyncConnection, delivery_id: str) -> Row | None:
         .mappings()
         .first()
     )
-    return dict(found) if found else None
+    return cast(OwnedDelivery, dict(found)) if found else None
 
 
 @dataclass(frozen=True)
@@ -396,7 +430,7 @@ async def merchants_page(
 
 async def open_discrepancies(
     conn: AsyncConnection, *, before_id: str | None, limit: int
-) -> tuple[list[Row], bool]:
+) -> tuple[list[Discrepancy], bool]:
     """Open reconciliation discrepancies, newest first (ids are time-ordered)."""
     r = recon_discrepancies.c
     stmt = (
@@ -404,7 +438,7 @@ async def open_discrepancies(
     )
     if before_id:
         stmt = stmt.where(r.id < before_id)
-    rows = [dict(x) for x in (await conn.execute(stmt)).mappings()]
+    rows = [discrepancy_of(x) for x in (await conn.execute(stmt)).mappings()]
     return rows[:limit], len(rows) > limit
 
 

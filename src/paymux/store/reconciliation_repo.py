@@ -164,7 +164,7 @@ def save_run(
         }
         conn.execute(insert(recon_discrepancies).values(**row))
         if item.state is DiscrepancyState.open:
-            opened.append(_discrepancy(row))
+            opened.append(discrepancy_of(row))
     stale = conn.execute(
         select(_D.id, _D.kind, _D.reference).where(
             _D.channel == run.channel,
@@ -246,7 +246,8 @@ def _run(row: Any) -> RunRecord:
     return RunRecord(**{k: row[k] for k in RunRecord.__dataclass_fields__})
 
 
-def _discrepancy(row: Any) -> Discrepancy:
+def discrepancy_of(row: Any) -> Discrepancy:
+    """A stored discrepancy row as the domain value."""
     values = {k: row[k] for k in Discrepancy.__dataclass_fields__}
     values["kind"] = DiscrepancyKind(values["kind"])
     values["state"] = DiscrepancyState(values["state"])
@@ -290,13 +291,13 @@ async def discrepancies(
         stmt = stmt.where(_D.kind == kind)
     if state:
         stmt = stmt.where(_D.state == state)
-    return [_discrepancy(r) for r in (await conn.execute(stmt)).mappings()]
+    return [discrepancy_of(r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def get_discrepancy(conn: AsyncConnection, dsc_id: str) -> Discrepancy | None:
     rows = await conn.execute(select(recon_discrepancies).where(_D.id == dsc_id))
     found = rows.mappings().first()
-    return _discrepancy(found) if found else None
+    return discrepancy_of(found) if found else None
 
 
 async def open_counts(conn: AsyncConnection) -> dict[tuple[str, str, str], int]:

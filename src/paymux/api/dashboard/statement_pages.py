@@ -42,7 +42,7 @@ async def discrepancies(
         "reconciliation.html",
         session,
         rows=rows,
-        next_before=rows[-1]["id"] if more and rows else None,
+        next_before=rows[-1].id if more and rows else None,
     )
 
 
