@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import orjson
 from sqlalchemy import Connection, select, text
@@ -22,6 +22,27 @@ from paymux.store.db import Database
 _A = audit_events.c
 # Any constant: the advisory lock that serialises audit appends on PostgreSQL.
 _LOCK_ID = 0x7061796D7578_01
+
+
+class AuditRecord(TypedDict):
+    """One stored record; ``hash`` covers every other field (domain/audit_chain.py)."""
+
+    seq: int
+    id: str
+    occurred_at: str  # fixed-width UTC text (audit_time): hashed exactly as stored
+    actor_key_id: str | None
+    actor_kind: str
+    actor_role: str | None
+    actor_merchant_id: str | None
+    action: str
+    object_type: str
+    object_id: str | None
+    merchant_id: str | None
+    before: str | None  # JSON, secrets redacted
+    after: str | None
+    request_id: str | None
+    prev_hash: str
+    hash: str
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,7 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def append(conn: Connection, draft: AuditDraft, now: datetime) -> dict[str, Any]:
+def append(conn: Connection, draft: AuditDraft, now: datetime) -> AuditRecord:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
     last = conn.execute(select(_A.seq, _A.hash).order_by(_A.seq.desc()).limit(1)).first()
@@ -73,12 +94,12 @@ def append(conn: Connection, draft: AuditDraft, now: datetime) -> dict[str, Any]
     }
     record["hash"] = record_hash(record)
     conn.execute(audit_events.insert().values(**record))
-    return record
+    return cast(AuditRecord, record)
 
 
-def _plain(row: Any) -> dict[str, Any]:
+def _plain(row: Any) -> AuditRecord:
     # Column keys may be str subclasses (quoted_name), which JSON encoders refuse.
-    return {str(k): v for k, v in row.items()}
+    return cast(AuditRecord, {str(k): v for k, v in row.items()})
 
 
 @dataclass(frozen=True)
@@ -93,7 +114,7 @@ class AuditFilter:
     limit: int = 50
 
 
-async def list_events(db: Database, f: AuditFilter) -> tuple[list[dict[str, Any]], bool]:
+async def list_events(db: Database, f: AuditFilter) -> tuple[list[AuditRecord], bool]:
     stmt = select(audit_events).order_by(_A.seq.desc()).limit(f.limit + 1)
     if f.merchant_id is not None:
         stmt = stmt.where(_A.merchant_id == f.merchant_id)
@@ -114,9 +135,9 @@ async def list_events(db: Database, f: AuditFilter) -> tuple[list[dict[str, Any]
     return rows[: f.limit], len(rows) > f.limit
 
 
-async def all_in_order(db: Database, batch: int = 1000) -> list[dict[str, Any]]:
+async def all_in_order(db: Database, batch: int = 1000) -> list[AuditRecord]:
     """Every record in seq order, read in batches."""
-    out: list[dict[str, Any]] = []
+    out: list[AuditRecord] = []
     after = 0
     async with db.read() as conn:
         while True:
