@@ -4,7 +4,7 @@ too, so they need not import the merchant use cases."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from sqlalchemy import select
 
@@ -29,17 +29,7 @@ async def list_all(db: Database) -> list[MerchantRow]:
     """Every merchant, by id."""
     async with db.read() as conn:
         rows = (await conn.execute(select(merchants).order_by(merchants.c.id))).mappings()
-        return [
-            MerchantRow(
-                id=r["id"],
-                name=r["name"],
-                key_hash=r["key_hash"],
-                key_hint=r["key_hint"],
-                active=r["active"],
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        return [cast(MerchantRow, dict(r)) for r in rows]
 
 
 async def exists(db: Database, merchant_id: str) -> bool:

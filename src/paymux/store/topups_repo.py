@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from sqlalchemy import select
 
@@ -27,27 +27,9 @@ def insert(tx: WriteTx, row: TopupRow) -> None:
 
 
 async def by_idempotency_key(db: Database, merchant_id: str, key: str) -> TopupRow | None:
-    async with db.read() as conn:
-        found = (
-            (
-                await conn.execute(
-                    select(topups).where(
-                        topups.c.merchant_id == merchant_id, topups.c.idempotency_key == key
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-    if found is None:
-        return None
-    return TopupRow(
-        id=found["id"],
-        merchant_id=found["merchant_id"],
-        idempotency_key=found["idempotency_key"],
-        request_fingerprint=found["request_fingerprint"],
-        amount=int(found["amount"]),
-        currency=found["currency"],
-        description=found["description"],
-        created_at=found["created_at"],
+    stmt = select(topups).where(
+        topups.c.merchant_id == merchant_id, topups.c.idempotency_key == key
     )
+    async with db.read() as conn:
+        found = (await conn.execute(stmt)).mappings().first()
+    return None if found is None else cast(TopupRow, dict(found))
