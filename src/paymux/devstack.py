@@ -70,6 +70,11 @@ class Stack:
     channel_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     admin_key: str = ""
     quiet: bool = False
+    # How the gateway is started; a test may run it through a module that attaches hooks
+    # (paymux/hooks.py) before serving.
+    gateway_argv: list[str] = field(
+        default_factory=lambda: [sys.executable, "-m", "paymux", "serve"]
+    )
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _redis: EmbeddedRedis | None = None
 
@@ -158,7 +163,7 @@ class Stack:
 
     def start_gateway(self, **extra_env: str) -> subprocess.Popen[bytes]:
         env = {**self.gateway_environment(), **extra_env}
-        proc = self._popen("gateway", [sys.executable, "-m", "paymux", "serve"], env)
+        proc = self._popen("gateway", list(self.gateway_argv), env)
         return proc
 
     def wait_gateway(self, timeout: float = 60.0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,10 +107,6 @@ class Settings(BaseSettings):
     webhook_secret_overlap_seconds: int = 86_400
     webhook_relay_interval_seconds: float = 0.5
     webhook_workers_enabled: bool = True
-
-    # Test-only fault injection: the process exits at the named crash point (see
-    # service/faults.py): right after the pending row commits, or after the channel answered.
-    fault_injection: Literal["", "crash_after_pending", "crash_after_send"] = ""
 
     @property
     def notify_base_url(self) -> str:

@@ -6,6 +6,7 @@ Everything runs as separate processes started by the same launcher `make run` us
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
         channel_overrides={"alipay": dict(timeouts), "wechat": dict(timeouts)},
         admin_key="ak_test_" + uuid.uuid4().hex,
         quiet=True,
+        # `paymux serve`, able to crash at a hook point (PAYMUX_FAULT_INJECTION=crash_<point>).
+        gateway_argv=[sys.executable, "-m", "tests.crash_gateway"],
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from paymux.devstack import free_port, wait_http
 from paymux.redis_embedded import EmbeddedRedis
-from paymux.service.faults import CRASH_EXIT_CODE
+from tests.crash_gateway import CRASH_EXIT_CODE
 from tests.e2e.conftest import Api, make_stack, new_merchant
 from tests.e2e.test_e2e_transfers import body, payee, sandbox_orders, wait_status
 from tests.faultproxy import FaultProxy

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     # Money, fees, ledger rules, states, routing, outcomes: pure, imports only itself.
     ("domain", {"paymux.domain"}),
     # Process-wide plumbing with no knowledge of payments: configuration, log set-up and
-    # per-request context, metrics, tracing, envelope encryption of stored secrets.
+    # per-request context, metrics, tracing, envelope encryption of stored secrets, and the
+    # named hook points tests and the benchmark attach to (production attaches nothing).
     (
         "foundation",
         {
@@ -35,6 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "paymux.metrics",
             "paymux.tracing",
             "paymux.sealing",
+            "paymux.hooks",
         },
     ),
     # The Channel protocol, its errors, the entry-point registry, shared HTTP and sandbox kit.

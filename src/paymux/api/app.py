@@ -65,7 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gw = await build_gateway(settings, migrate=settings.auto_migrate)
         app.state.gateway = gw
-        internal.count_redis_round_trips(gw)
         app.state.merchant_auth = Authenticator(gw)
         await gw_gate(gw).load_scripts()  # even the first request is one round trip
         stop = asyncio.Event()

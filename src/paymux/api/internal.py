@@ -7,7 +7,6 @@ carries the process id and a caller (bench/run.py) keeps one snapshot per proces
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
@@ -17,24 +16,9 @@ from paymux import metrics
 from paymux.api.auth import Caller, admin_caller, gateway
 from paymux.api.idempotent import json_response
 from paymux.service.gateway import Gateway
+from paymux.store.redis_client import CountingRedis
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
-
-
-def count_redis_round_trips(gw: Gateway) -> None:
-    """Count every command the gateway's Redis client sends (one command = one round trip;
-    EVALSHA of an idempotency script is one command)."""
-    client: Any = gw.redis
-    if getattr(client, "_paymux_counted", False):
-        return
-    send = client.execute_command
-
-    async def counted(*args: Any, **options: Any) -> Any:
-        gw.redis_round_trips += 1
-        return await send(*args, **options)
-
-    client.execute_command = counted
-    client._paymux_counted = True
 
 
 def _total(counter: Counter, **labels: str) -> int:
@@ -52,7 +36,7 @@ def snapshot(gw: Gateway) -> dict[str, int]:
     return {
         "pid": os.getpid(),
         **gw.db.counters.snapshot(),
-        "redis_round_trips": gw.redis_round_trips,
+        "redis_round_trips": gw.redis.round_trips if isinstance(gw.redis, CountingRedis) else 0,
         "channel_calls": _total(metrics.channel_calls),
         "channel_sends": _total(metrics.channel_calls, kind="send"),
         "transfers_created": _total(metrics.transfers_created),

@@ -23,13 +23,15 @@ from paymux.settings import Settings
 from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database, Timeouts
 from paymux.store.migrate import upgrade
+from paymux.store.redis_client import CountingRedis
 
 log = logging.getLogger(__name__)
 
 
 def make_redis(url: str, settings: Settings) -> Redis:
-    """The gateway's Redis client: every command bounded by the configured timeouts."""
-    return Redis.from_url(
+    """The gateway's Redis client: every command bounded by the configured timeouts, and
+    counted (store/redis_client.py)."""
+    return CountingRedis.from_url(
         url,
         max_connections=512,
         socket_timeout=settings.redis_command_timeout_seconds,

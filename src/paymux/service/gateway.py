@@ -37,7 +37,6 @@ class Gateway:
     call_log: ChannelCallLog = field(default_factory=ChannelCallLog)
     clock: Callable[[], datetime] = utcnow
     circuits: ChannelCircuits = field(default_factory=lambda: ChannelCircuits(CircuitPolicy()))
-    redis_round_trips: int = 0
 
     def channel_payee_types(self) -> dict[str, frozenset[str]]:
         return {

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
-from paymux import metrics, request_context, tracing
+from paymux import hooks, metrics, request_context, tracing
 from paymux.channels.base import Cancellable, Channel, ChannelResult, TransferOrder
 from paymux.domain.failures import FailureCode, describe, unify
 from paymux.domain.fees import FeeQuote
@@ -45,7 +45,6 @@ from paymux.service.errors import (
     RoutingFailed,
     TransferNotCancelable,
 )
-from paymux.service.faults import crash_point
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
 from paymux.store import batch_repo, pending_pg
@@ -212,7 +211,7 @@ async def create_transfer(
             ) from None
         return Created(existing, replayed=True)
     metrics.transfers_created.labels(channel_name).inc()
-    crash_point(gw.settings, "after_pending")
+    hooks.reach("after_pending")
     if parked or not gw.circuits.admit(channel_name):
         if not parked:  # a concurrent request took the half-open probe: park this one
             row = await _park(gw, row, now)
@@ -221,7 +220,7 @@ async def create_transfer(
         return Created(row, replayed=False)
     result = await send_once(gw, gw.channels[channel_name], order_for(gw, row))
     gw.circuits.record(channel_name, result)
-    crash_point(gw.settings, "after_send")
+    hooks.reach("after_send")
     return Created(
         await apply_result(gw, transfer_id, result, source="send", known=row), replayed=False
     )
