@@ -6,22 +6,13 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from paymux.channels.base import (
     Ack,
@@ -32,7 +23,8 @@ from paymux.channels.base import (
     TransferOrder,
 )
 from paymux.channels.errors import RetryableBeforeAcceptance
-from paymux.channels.http import make_http_client
+from paymux.channels.http_channel import ChannelHttpSettings, HttpChannel
+from paymux.channels.transport import NoAnswer
 from paymux.domain.outcomes import Outcome
 from paymux.domain.payees import PayeeType
 from paymux.domain.statement_lines import StatementLine
@@ -68,29 +60,19 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 GATEWAY_PATH = "/gateway.do"
 
 
-class AlipaySettings(BaseModel):
-    """Settings of one Alipay app (``[channels.alipay]`` in the channel settings)."""
+class AlipaySettings(ChannelHttpSettings):
+    """Settings of one Alipay app (``[alipay]`` in the channel settings); the connection
+    and retry names are every channel's (:class:`ChannelHttpSettings`)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    gateway_url: str  # e.g. "https://openapi.alipay.com" or "http://127.0.0.1:8001"
+    # base_url: e.g. "https://openapi.alipay.com" or "http://127.0.0.1:8001"
     app_id: str
     app_private_key_file: Path
     alipay_public_key_file: Path
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    connect_timeout_seconds: float = Field(default=3.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    retry_initial_seconds: float = Field(default=0.2, ge=0)
-    retry_max_seconds: float = Field(default=2.0, ge=0)
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    max_connections: int = Field(default=200, gt=0)
 
-
-@dataclass(frozen=True, slots=True)
-class _Unseen:
-    """A call whose outcome we did not see (timeout after send, 5xx, bad signature...)."""
-
-    reason: str
+    deprecated_names: ClassVar[Mapping[str, str]] = {
+        **ChannelHttpSettings.deprecated_names,
+        "gateway_url": "base_url",
+    }
 
 
 def _gateway_base(url: str) -> str:
@@ -99,18 +81,7 @@ def _gateway_base(url: str) -> str:
     return url[: -len(GATEWAY_PATH)] if url.endswith(GATEWAY_PATH) else url
 
 
-def _nothing_sent(exc: httpx.TransportError) -> bool:
-    """True when the request certainly never reached the gateway."""
-    if isinstance(exc, httpx.ConnectError | httpx.PoolTimeout):
-        return True
-    if isinstance(exc, httpx.ConnectTimeout):
-        # httpx-aiohttp maps every aiohttp ClientConnectionError to ConnectTimeout,
-        # including a disconnect after the request went out: that one is unknown.
-        return not isinstance(exc.__cause__, aiohttp.ServerDisconnectedError)
-    return False
-
-
-class AlipayChannel:
+class AlipayChannel(HttpChannel):
     """Alipay single transfers (``alipay.fund.trans.uni.transfer``) for one app."""
 
     name = "alipay"
@@ -118,17 +89,11 @@ class AlipayChannel:
     payee_types = frozenset({PayeeType.ALIPAY_ACCOUNT, PayeeType.BANK_CARD})
 
     def __init__(self, settings: AlipaySettings, client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(settings, client, base_url=_gateway_base(settings.base_url))
         self.settings = settings
         self.account_id = settings.app_id
         self._private_key = load_private_key_file(settings.app_private_key_file)
         self._alipay_public_key = load_public_key_file(settings.alipay_public_key_file)
-        timeout = httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds)
-        self._client = client or make_http_client(
-            base_url=_gateway_base(settings.gateway_url),
-            timeout=timeout,
-            transport=settings.transport,
-            max_connections=settings.max_connections,
-        )
 
     # --- Channel protocol --------------------------------------------------------------
 
@@ -140,7 +105,7 @@ class AlipayChannel:
                 outcome=Outcome.FAILED, failure_code="INVALID_PARAMETER", failure_message=str(exc)
             )
         answer = await self._call(METHOD_TRANSFER, biz, order.reference, order.notify_url)
-        if isinstance(answer, _Unseen):
+        if isinstance(answer, NoAnswer):
             return ChannelResult(outcome=Outcome.PROCESSING, failure_message=answer.reason)
         return map_transfer_response(answer)
 
@@ -150,7 +115,7 @@ class AlipayChannel:
         except OrderNotMappable as exc:
             return ChannelResult(outcome=Outcome.PROCESSING, failure_message=str(exc))
         answer = await self._call(METHOD_QUERY, biz, order.reference, None)
-        if isinstance(answer, _Unseen):
+        if isinstance(answer, NoAnswer):
             return ChannelResult(outcome=Outcome.PROCESSING, failure_message=answer.reason)
         return map_query_response(answer)
 
@@ -173,9 +138,6 @@ class AlipayChannel:
             return Ack(status_code=200, body=b"success", content_type="text/plain")
         return Ack(status_code=400, body=b"fail", content_type="text/plain")
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     # --- statements (optional capability, see paymux.channels.base.StatementSource) -----
 
     async def download_statement(self, bill_date: str, dest_dir: Path) -> Path:
@@ -184,16 +146,12 @@ class AlipayChannel:
     def iter_statement(self, path: Path) -> Iterator[StatementLine]:
         return iter_bill(path)
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return self._client
-
     async def call_api(
         self, method: str, biz: Mapping[str, Any], reference: str
     ) -> dict[str, Any] | str:
         """A signed gateway call: the verified response node, or why it was not seen."""
         answer = await self._call(method, biz, reference, None)
-        return answer.reason if isinstance(answer, _Unseen) else answer
+        return answer.reason if isinstance(answer, NoAnswer) else answer
 
     # --- gateway calls -----------------------------------------------------------------
 
@@ -217,51 +175,28 @@ class AlipayChannel:
 
     async def _call(
         self, method: str, biz: Mapping[str, Any], reference: str, notify_url: str | None
-    ) -> dict[str, Any] | _Unseen:
+    ) -> dict[str, Any] | NoAnswer:
         # One biz_content for every attempt: a retry is the same request, same out_biz_no.
         biz_content = json.dumps(biz, ensure_ascii=False, separators=(",", ":"))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=wait_exponential_jitter(
-                multiplier=self.settings.retry_initial_seconds,
-                max=self.settings.retry_max_seconds,
-                jitter=self.settings.retry_initial_seconds,
-            ),
-            retry=retry_if_exception_type(RetryableBeforeAcceptance),
-            reraise=True,
+        return await self._with_retries(
+            lambda: self._post_once(method, biz_content, reference, notify_url),
+            label=f"alipay {method} for {reference}",
+            exhausted=NoAnswer,
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._post_once(method, biz_content, reference, notify_url)
-        except RetryableBeforeAcceptance as exc:
-            log.warning(
-                "alipay %s for %s: still refused after %d attempts (%s)",
-                method,
-                reference,
-                self.settings.max_retries + 1,
-                exc,
-            )
-            return _Unseen(f"refused before acceptance, retries exhausted: {exc}")
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity returns or raises
 
     async def _post_once(
         self, method: str, biz_content: str, reference: str, notify_url: str | None
-    ) -> dict[str, Any] | _Unseen:
+    ) -> dict[str, Any] | NoAnswer:
         params = self._signed_params(method, biz_content, notify_url)
-        try:
-            response = await self._client.post(
-                GATEWAY_PATH,
-                data=params,
-                headers={"Accept": "application/json"},
-            )
-        except httpx.TransportError as exc:
-            if _nothing_sent(exc):
-                raise RetryableBeforeAcceptance(type(exc).__name__) from exc
-            log.warning(
-                "alipay %s for %s: %s, outcome unknown", method, reference, type(exc).__name__
-            )
-            return _Unseen(f"transport error: {type(exc).__name__}")
+        response = await self._request(
+            "POST",
+            GATEWAY_PATH,
+            label=f"alipay {method} for {reference}",
+            data=params,
+            headers={"Accept": "application/json"},
+        )
+        if isinstance(response, NoAnswer):
+            return response
         if response.status_code == 429:
             raise RetryableBeforeAcceptance("HTTP 429")
         if response.status_code != 200:
@@ -271,12 +206,12 @@ class AlipayChannel:
                 reference,
                 response.status_code,
             )
-            return _Unseen(f"HTTP {response.status_code}")
+            return NoAnswer(f"HTTP {response.status_code}")
         try:
             body = response.content.decode("utf-8")
         except UnicodeDecodeError:
             log.warning("alipay %s for %s: undecodable body, outcome unknown", method, reference)
-            return _Unseen("undecodable response body")
+            return NoAnswer("undecodable response body")
         node_text = verify_response(body, response_node_name(method), self._alipay_public_key)
         if node_text is None:
             log.warning(
@@ -284,10 +219,10 @@ class AlipayChannel:
                 method,
                 reference,
             )
-            return _Unseen("response signature does not verify")
+            return NoAnswer("response signature does not verify")
         node = json.loads(node_text, parse_float=Decimal)
         if not isinstance(node, dict):  # pragma: no cover - the scanner checked "{"
-            return _Unseen("response node is not an object")
+            return NoAnswer("response node is not an object")
         if is_retry_later(node):
             raise RetryableBeforeAcceptance(str(node.get("sub_code") or node.get("code")))
         return node

@@ -1,30 +1,25 @@
 """WeChat Pay APIv3 channel: transfer bills (商家转账) over signed HTTP.
 
 The pure field mapping lives in :mod:`.mapping`, the cryptography in :mod:`.signing`;
-this module is the glue: settings, HTTP, retries before acceptance, response verification.
+this module is the glue: settings, signed requests, response verification. Transport,
+retries before acceptance and the connection settings' names are every channel's
+(:mod:`paymux.channels.http_channel`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from paymux.channels.base import (
     Ack,
@@ -35,7 +30,8 @@ from paymux.channels.base import (
     TransferOrder,
 )
 from paymux.channels.errors import RetryableBeforeAcceptance
-from paymux.channels.http import make_http_client
+from paymux.channels.http_channel import ChannelHttpSettings, HttpChannel
+from paymux.channels.transport import NoAnswer
 from paymux.domain.outcomes import Outcome
 from paymux.domain.payees import PayeeType
 from paymux.domain.statement_lines import StatementLine
@@ -61,11 +57,10 @@ RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
 _FAIL_ACK_BODY = b'{"code":"FAIL","message":"notification not accepted"}'
 
 
-class WechatSettings(BaseModel):
-    """Settings of the ``wechat`` channel (``config/channels.toml`` / environment)."""
-
-    # Validation errors never echo inputs: the mapping may hold the APIv3 key.
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+class WechatSettings(ChannelHttpSettings):
+    """Settings of the ``wechat`` channel (``config/channels.toml`` / environment); the
+    connection and retry names are every channel's (:class:`ChannelHttpSettings`), whose
+    validation errors never echo inputs (the mapping may hold the APIv3 key)."""
 
     base_url: str = "https://api.mch.weixin.qq.com"
     mchid: str
@@ -83,13 +78,6 @@ class WechatSettings(BaseModel):
     )
     user_recv_perception: str | None = None
     notify_url: str | None = None  # used when an order carries none
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    connect_timeout_seconds: float = Field(default=3.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=10)
-    retry_initial_backoff_seconds: float = Field(default=0.2, ge=0)
-    retry_max_backoff_seconds: float = Field(default=2.0, ge=0)
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    max_connections: int = Field(default=200, ge=1)
 
     @model_validator(mode="after")
     def _one_apiv3_key_source(self) -> WechatSettings:
@@ -120,7 +108,7 @@ class _Reply:
     verify_error: str | None
 
 
-class WechatChannel:
+class WechatChannel(HttpChannel):
     """:class:`paymux.channels.base.Channel` for WeChat Pay transfers to openids."""
 
     name = "wechat"
@@ -128,20 +116,13 @@ class WechatChannel:
     payee_types: frozenset[PayeeType] = frozenset({PayeeType.WECHAT_OPENID})
 
     def __init__(self, settings: WechatSettings, *, client: httpx.AsyncClient | None = None):
+        super().__init__(settings, client)
         self.settings = settings
         self.account_id = settings.mchid
         self._apiv3_key = settings.resolve_apiv3_key()
         self._merchant_key = load_private_key(Path(settings.merchant_private_key_file))
         self._platform_key = load_public_key(Path(settings.platform_public_key_file))
         self._path_prefix = urlsplit(settings.base_url).path.rstrip("/")
-        self._client = client or make_http_client(
-            base_url=settings.base_url,
-            timeout=httpx.Timeout(
-                settings.timeout_seconds, connect=settings.connect_timeout_seconds
-            ),
-            transport=settings.transport,
-            max_connections=settings.max_connections,
-        )
 
     # --- Channel protocol -----------------------------------------------------------------
 
@@ -160,7 +141,9 @@ class WechatChannel:
                 return _unknown("no response (timeout or transport error after sending)")
             return self._send_result(order, reply)
 
-        return await self._with_retries(attempt, order.reference)
+        return await self._with_retries(
+            attempt, label=f"wechat {order.reference}", exhausted=_unknown
+        )
 
     async def query(self, order: TransferOrder) -> ChannelResult:
         path = mapping.query_path(order.reference)
@@ -171,7 +154,9 @@ class WechatChannel:
                 return _unknown("no response to the query")
             return self._query_result(order, reply)
 
-        return await self._with_retries(attempt, order.reference)
+        return await self._with_retries(
+            attempt, label=f"wechat {order.reference}", exhausted=_unknown
+        )
 
     async def cancel(self, order: TransferOrder) -> ChannelResult:
         """撤销转账 (only before the payee confirmed): CANCELED when WeChat accepted it."""
@@ -198,7 +183,9 @@ class WechatChannel:
                 raw_status=f"HTTP {reply.status}",
             )
 
-        return await self._with_retries(attempt, order.reference)
+        return await self._with_retries(
+            attempt, label=f"wechat {order.reference}", exhausted=_unknown
+        )
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         verify_platform_signature(
@@ -241,9 +228,6 @@ class WechatChannel:
         # (forged, malformed, unknown) notification from reading as a gateway failure.
         return Ack(400, _FAIL_ACK_BODY, "application/json")
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     # --- statements (optional capability, see paymux.channels.base.StatementSource) -----
 
     async def download_statement(self, bill_date: str, dest_dir: Path) -> Path:
@@ -251,10 +235,6 @@ class WechatChannel:
 
     def iter_statement(self, path: Path) -> Iterator[StatementLine]:
         return iter_fundflow(path)
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return self._client
 
     async def signed_get(self, path: str, reference: str) -> _Reply | None:
         """One signed GET; None when no answer was seen."""
@@ -319,15 +299,14 @@ class WechatChannel:
 
         Raises RetryableBeforeAcceptance when the connection was never made.
         """
-        headers = self._headers(method, path, content)
-        try:
-            response = await self._client.request(
-                method, path, content=content or None, headers=headers
-            )
-        except httpx.ConnectError as exc:
-            raise RetryableBeforeAcceptance("connection failed") from exc
-        except Exception as exc:  # sent (or maybe sent), answer unseen: outcome unknown
-            log.warning("wechat %s %s for %s: %s", method, path, reference, type(exc).__name__)
+        response = await self._request(
+            method,
+            path,
+            label=f"wechat {method} {path} for {reference}",
+            content=content or None,
+            headers=self._headers(method, path, content),
+        )
+        if isinstance(response, NoAnswer):
             return None
         body = response.content
         verify_error: str | None = None
@@ -407,30 +386,6 @@ class WechatChannel:
             failure_message=f"response signature did not verify: {reply.verify_error}",
             raw_status=f"HTTP {reply.status} (unverified)",
         )
-
-    async def _with_retries(
-        self, attempt: Callable[[], Awaitable[ChannelResult]], reference: str
-    ) -> ChannelResult:
-        """Run ``attempt``, resending (same out_bill_no) only while refused before acceptance."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            # Exponential backoff plus jitter (composed: works on tenacity 8 and 9).
-            wait=wait_exponential(
-                multiplier=self.settings.retry_initial_backoff_seconds,
-                max=self.settings.retry_max_backoff_seconds,
-            )
-            + wait_random(0, self.settings.retry_initial_backoff_seconds),
-            retry=retry_if_exception_type(RetryableBeforeAcceptance),
-            reraise=True,
-        )
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    return await attempt()
-        except RetryableBeforeAcceptance as exc:
-            log.warning("wechat retries exhausted for %s: %s", reference, exc)
-            return _unknown(f"retries exhausted before acceptance ({exc})")
-        raise AssertionError("unreachable: tenacity either returns or re-raises")
 
 
 def create_channel(settings: Mapping[str, Any]) -> WechatChannel:

@@ -136,9 +136,8 @@ GATEWAY_ENV = {
 
 CHANNEL_TIMEOUTS = {
     "timeout_seconds": 2.0,
-    "max_retries": 2,
+    "retry_attempts": 3,
     "retry_initial_seconds": 0.05,
-    "retry_initial_backoff_seconds": 0.05,
 }
 
 

@@ -51,9 +51,8 @@ def make_stack(tmp: Any, redis_url: str, **gateway_env: str) -> Stack:
     env.update(gateway_env)
     timeouts = {
         "timeout_seconds": 2.0,
-        "max_retries": 2,
+        "retry_attempts": 3,
         "retry_initial_seconds": 0.05,
-        "retry_initial_backoff_seconds": 0.05,
     }
     return Stack(
         data_dir=tmp,

@@ -58,7 +58,7 @@ async def alipay_sandbox(alipay_keys: SandboxKeys) -> AsyncIterator[RunningSandb
 
 def channel_settings(url: str, keys: SandboxKeys, **overrides: Any) -> AlipaySettings:
     values: dict[str, Any] = {
-        "gateway_url": url,
+        "base_url": url,
         "app_id": keys.app_id,
         "app_private_key_file": keys.app_private_key,
         "alipay_public_key_file": keys.alipay_public_key,

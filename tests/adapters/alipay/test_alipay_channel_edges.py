@@ -85,7 +85,7 @@ def out_biz_nos(route: respx.Route) -> list[str]:
 
 @pytest.fixture
 async def channel(make_settings: Callable[..., AlipaySettings]) -> Any:
-    ch = AlipayChannel(make_settings(BASE, transport="httpx", max_retries=2))
+    ch = AlipayChannel(make_settings(BASE, transport="httpx", retry_attempts=3))
     yield ch
     await ch.aclose()
 
@@ -147,7 +147,7 @@ async def test_429_retried_then_gives_up_as_processing(channel: AlipayChannel) -
         route = mock.post("/gateway.do").mock(return_value=httpx.Response(429))
         result = await channel.send(ORDER)
     assert result.outcome is Outcome.PROCESSING
-    assert route.call_count == 3  # 1 + max_retries
+    assert route.call_count == 3  # retry_attempts
     assert out_biz_nos(route) == ["EDGE0001"] * 3
 
 
@@ -319,7 +319,7 @@ async def test_real_refused_connection_over_aiohttp_transport(
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    channel = AlipayChannel(make_settings(f"http://127.0.0.1:{port}", max_retries=2))
+    channel = AlipayChannel(make_settings(f"http://127.0.0.1:{port}", retry_attempts=3))
     try:
         result = await channel.send(ORDER)
     finally:

@@ -106,7 +106,7 @@ async def test_busy_is_retried_under_the_same_reference(
 async def test_busy_card_tail_without_retries_is_processing(
     alipay_sandbox: Any, make_settings: Any
 ) -> None:
-    channel = AlipayChannel(make_settings(alipay_sandbox.url, max_retries=0))
+    channel = AlipayChannel(make_settings(alipay_sandbox.url, retry_attempts=1))
     try:
         o = order("6222020000004290", payee_type=PayeeType.BANK_CARD)
         assert (await channel.send(o)).outcome is Outcome.PROCESSING

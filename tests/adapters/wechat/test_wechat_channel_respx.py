@@ -40,7 +40,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> SandboxKeys:
 @pytest.fixture
 async def channel(keys: SandboxKeys) -> AsyncIterator[WechatChannel]:
     # respx patches httpx's own transport, so these tests use it.
-    chan = channel_for(keys, BASE, transport="httpx", max_retries=2)
+    chan = channel_for(keys, BASE, transport="httpx", retry_attempts=3)
     try:
         yield chan
     finally:
@@ -137,7 +137,7 @@ async def test_429_exhausted_is_processing(channel: WechatChannel, keys: Sandbox
         route = mock.post(TRANSFER_PATH).mock(return_value=busy)
         result = await channel.send(order)
     assert result.outcome is Outcome.PROCESSING
-    assert route.call_count == 3  # max_retries=2 -> three attempts in all
+    assert route.call_count == 3  # retry_attempts=3: three attempts in all
     bills = {json.loads(call.request.content)["out_bill_no"] for call in route.calls}
     assert bills == {order.reference}
 
@@ -416,5 +416,5 @@ def test_settings_model_needs_a_key_source(keys: SandboxKeys) -> None:
     assert "apiv3_key or apiv3_key_file" in str(excinfo.value)
     secret = "S3cretS3cretS3cretS3cretS3cret12"
     with pytest.raises(ValidationError) as typed:
-        WechatSettings.model_validate({**values, "apiv3_key": secret, "max_retries": "many"})
+        WechatSettings.model_validate({**values, "apiv3_key": secret, "retry_attempts": "many"})
     assert secret not in str(typed.value)

@@ -135,7 +135,7 @@ async def test_busy_behaviour_is_retried_under_same_bill(env: Env) -> None:
 async def test_busy_without_retries_is_processing_and_creates_nothing(
     env: Env, keys: SandboxKeys
 ) -> None:
-    no_retry = channel_for(keys, env.base_url, max_retries=0)
+    no_retry = channel_for(keys, env.base_url, retry_attempts=1)
     try:
         order = order_for("o-busy-user")
         assert (await no_retry.send(order)).outcome is Outcome.PROCESSING

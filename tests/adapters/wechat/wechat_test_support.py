@@ -67,8 +67,8 @@ def channel_for(keys: SandboxKeys, base_url: str, **overrides: Any) -> WechatCha
         **{
             "timeout_seconds": 2.0,
             "connect_timeout_seconds": 0.5,
-            "retry_initial_backoff_seconds": 0.01,
-            "retry_max_backoff_seconds": 0.05,
+            "retry_initial_seconds": 0.01,
+            "retry_max_seconds": 0.05,
             **overrides,
         },
     )
