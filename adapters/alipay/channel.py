@@ -178,7 +178,7 @@ class AlipayChannel(HttpChannel):
     ) -> dict[str, Any] | NoAnswer:
         # One biz_content for every attempt: a retry is the same request, same out_biz_no.
         biz_content = json.dumps(biz, ensure_ascii=False, separators=(",", ":"))
-        return await self._with_retries(
+        return await self._retry.run(
             lambda: self._post_once(method, biz_content, reference, notify_url),
             label=f"alipay {method} for {reference}",
             exhausted=NoAnswer,

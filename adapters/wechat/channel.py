@@ -141,9 +141,7 @@ class WechatChannel(HttpChannel):
                 return _unknown("no response (timeout or transport error after sending)")
             return self._send_result(order, reply)
 
-        return await self._with_retries(
-            attempt, label=f"wechat {order.reference}", exhausted=_unknown
-        )
+        return await self._retry.run(attempt, label=f"wechat {order.reference}", exhausted=_unknown)
 
     async def query(self, order: TransferOrder) -> ChannelResult:
         path = mapping.query_path(order.reference)
@@ -154,9 +152,7 @@ class WechatChannel(HttpChannel):
                 return _unknown("no response to the query")
             return self._query_result(order, reply)
 
-        return await self._with_retries(
-            attempt, label=f"wechat {order.reference}", exhausted=_unknown
-        )
+        return await self._retry.run(attempt, label=f"wechat {order.reference}", exhausted=_unknown)
 
     async def cancel(self, order: TransferOrder) -> ChannelResult:
         """撤销转账 (only before the payee confirmed): CANCELED when WeChat accepted it."""
@@ -183,9 +179,7 @@ class WechatChannel(HttpChannel):
                 raw_status=f"HTTP {reply.status}",
             )
 
-        return await self._with_retries(
-            attempt, label=f"wechat {order.reference}", exhausted=_unknown
-        )
+        return await self._retry.run(attempt, label=f"wechat {order.reference}", exhausted=_unknown)
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         verify_platform_signature(

@@ -8,8 +8,8 @@ adapter; this base only knows HTTP.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,8 +19,6 @@ from paymux.channels.retry import RetryPolicy
 from paymux.channels.transport import NoAnswer, exchange
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def _attempts_from_retries(value: Any) -> Any:
@@ -90,7 +88,8 @@ class ChannelHttpSettings(BaseModel):
 
 
 class HttpChannel:
-    """Base of the HTTP channel adapters: one client, one retry policy."""
+    """Base of the HTTP channel adapters: one client (``_request`` sends once, classified)
+    and one retry policy (``_retry.run`` resends while not accepted)."""
 
     def __init__(
         self,
@@ -115,12 +114,3 @@ class HttpChannel:
         """One request: RetryableBeforeAcceptance if certainly not sent, NoAnswer if
         it may have been."""
         return await exchange(self._client, method, url, label=label, **kwargs)
-
-    async def _with_retries(
-        self,
-        attempt: Callable[[], Awaitable[T]],
-        *,
-        label: str,
-        exhausted: Callable[[str], T],
-    ) -> T:
-        return await self._retry.run(attempt, label=label, exhausted=exhausted)
