@@ -18,10 +18,12 @@ import respx
 from aiohttp.client_reqrep import ConnectionKey
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
-from paymux.channels.base import Channel, Outcome, PayeeType, TransferOrder
+from paymux.channels.base import Channel, TransferOrder
 from paymux.channels.registry import available_factories
 from paymux.channels.transport import Delivery, delivery_of
 from paymux.devstack import sandbox_settings
+from paymux.domain.outcomes import Outcome
+from paymux.domain.payees import PayeeType
 
 CHANNELS = sorted(available_factories())
 TRANSPORTS = ["aiohttp", "httpx"]
