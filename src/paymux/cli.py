@@ -42,6 +42,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from paymux.redis_embedded import EmbeddedRedis  # noqa: PLC0415
 
     settings = Settings()
+    workers = args.workers or settings.workers
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        # One writer: each process would have its own writer thread over one file, their
+        # transactions failing on SQLite's file lock instead of queueing (docs/SCALING.md).
+        print(
+            f"paymux serve: --workers {workers} needs PostgreSQL (PAYMUX_DATABASE_URL="
+            "postgresql+asyncpg://...); SQLite has a single writer, so it runs one worker",
+            file=sys.stderr,
+        )
+        return 2
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
@@ -50,7 +60,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.admin_key is None:
         os.environ["PAYMUX_ADMIN_KEY"] = _admin_key(settings)
         log.info("admin key is in %s", settings.data_dir / "admin_key")
-    workers = args.workers or settings.workers
     if workers > 1:
         # Migrate once here, not in every worker at the same time.
         asyncio.run(_upgrade(Settings()))
@@ -401,7 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port (PostgreSQL only; default PAYMUX_WORKERS, 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     dev = sub.add_parser("dev", help="gateway + both sandboxes + Redis on local defaults")
