@@ -40,8 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from paymux.store.errors import StoreError, translate
+from paymux.store.group_commit import GroupCommitter
 
 _WRITE_OPTION = "paymux_write"
+_GROUP_OPTION = "paymux_group_commit"  # its transactions are counted per savepoint
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 _DEADLOCK_RETRIES = 3
 T = TypeVar("T")
@@ -59,10 +61,15 @@ class Counters:
     """Per-process statement and transaction counters (read by the benchmark)."""
 
     statements: int = 0
-    transactions: int = 0
+    transactions: int = 0  # atomic units of work (a group commit holds several)
+    commits: int = 0
 
     def snapshot(self) -> dict[str, int]:
-        return {"sql_statements": self.statements, "sql_transactions": self.transactions}
+        return {
+            "sql_statements": self.statements,
+            "sql_transactions": self.transactions,
+            "sql_commits": self.commits,
+        }
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._group: GroupCommitter | None = None
         if self.is_sqlite:
             self._writer_engine = create_engine(
                 parsed.set(drivername="sqlite"),
@@ -165,6 +173,14 @@ class Database:
             )
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="paymux-sqlite-writer")
             self._install_listeners(self._writer_engine)
+            assert self._write_lock is not None
+            self._group = GroupCommitter(
+                self._writer_engine,
+                self._writer,
+                self._write_lock,
+                options={_WRITE_OPTION: True, _GROUP_OPTION: True},
+                on_batch=self._count_batch,
+            )
         self._install_listeners(self.engine.sync_engine)
 
     async def run_write(self, fn: Callable[[Connection], T]) -> T:
@@ -185,19 +201,13 @@ class Database:
                     if code not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
                         raise
             raise AssertionError("unreachable")
-        engine = self._writer_engine
+        # Several writers' transactions per COMMIT, each in its own savepoint and answered
+        # only once that COMMIT returned (store/group_commit.py).
+        assert self._group is not None
+        return await self._group.run(fn)
 
-        def _tx() -> T:
-            with engine.connect() as raw:
-                conn = raw.execution_options(**{_WRITE_OPTION: True})
-                with conn.begin():
-                    return fn(conn)
-
-        # The asyncio lock keeps this process's `write()` scopes and the writer thread from
-        # meeting at SQLite's file lock, where the loser would sleep in the busy handler.
-        assert self._write_lock is not None
-        async with self._write_lock:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, _tx)
+    def _count_batch(self, size: int) -> None:
+        self.counters.transactions += size
 
     async def run_statement(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` (one self-contained statement) in autocommit mode on PostgreSQL, so
@@ -227,10 +237,16 @@ class Database:
 
         @event.listens_for(sync_engine, "begin")
         def _begin(conn: Any) -> None:
-            counters.transactions += 1
+            options = conn.get_execution_options()
+            if not options.get(_GROUP_OPTION, False):
+                counters.transactions += 1
             if self.is_sqlite:
-                immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+                immediate = options.get(_WRITE_OPTION, False)
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        @event.listens_for(sync_engine, "commit")
+        def _commit(conn: Any) -> None:
+            counters.commits += 1
 
         if self.is_sqlite:
 
