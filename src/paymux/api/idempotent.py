@@ -61,9 +61,10 @@ def idempotency_key(request: Request) -> str:
         raise InvalidRequest(f"Idempotency-Key: {exc}") from None
 
 
-def idempotency_key_header(request: Request) -> str:
+async def idempotency_key_header(request: Request) -> str:
     """The same check as a dependency (``key: str = Depends(idempotency_key_header)``), which
-    also puts the required header into the OpenAPI document (api/openapi.py)."""
+    also puts the required header into the OpenAPI document (api/openapi.py). Async, so
+    FastAPI calls it on the event loop instead of hopping to a worker thread and back."""
     return idempotency_key(request)
 
 
