@@ -40,7 +40,8 @@ from paymux.redis_embedded import EmbeddedRedis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_BENCH_DB = "paymux_bench"
+# Dropped and re-created each run: two benches on one server need different names.
+PG_BENCH_DB = os.environ.get("PAYMUX_BENCH_PG_DATABASE", "paymux_bench")
 TRANSFER_BODY = {
     "amount": 100,
     "currency": "CNY",
@@ -160,7 +161,7 @@ class Bench:
             wait_http(f"http://127.0.0.1:{floor_port}/healthz", proc=floor)
             self.floor_proc = floor
             stack.start_gateway()
-            stack.wait_gateway(timeout=120)
+            stack.wait_gateway(timeout=120 * self.args.workers)  # each worker starts alone
             self.floor_url = f"http://127.0.0.1:{floor_port}"
             yield stack
         finally:
