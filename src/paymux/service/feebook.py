@@ -7,6 +7,7 @@ the fee frozen on it at creation, and a quote at any instant is reproducible.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -31,16 +32,34 @@ class FeeBook:
         self._stored: list[FeeScheduleEntry] = []
         self._loaded_at = -1e9
         self._refresh_seconds = refresh_seconds
+        self._generation = 0
+        self._refreshing: asyncio.Future[None] | None = None
 
     async def entries(self) -> list[FeeScheduleEntry]:
         # Other replicas may add rules; a short-lived cache keeps the hot path off the DB.
         if time.monotonic() - self._loaded_at > self._refresh_seconds:
-            await self.reload()
+            # One load for every request that finds the copy stale at once (at 50 requests
+            # in flight, each used to run its own), shielded from any one caller's cancel.
+            refresh = self._refreshing
+            if refresh is None:
+                refresh = self._refreshing = asyncio.ensure_future(self.reload())
+                refresh.add_done_callback(self._refreshed)
+            await asyncio.shield(refresh)
         return self._base + self._stored
 
+    def _refreshed(self, task: asyncio.Future[None]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        if not task.cancelled():
+            task.exception()  # retrieved: each waiter has raised it already
+
     async def reload(self) -> None:
-        self._stored = await fee_rules_repo.load_all(self._db)
-        self._loaded_at = time.monotonic()
+        generation = self._generation
+        stored = await fee_rules_repo.load_all(self._db)
+        # A load that began before an invalidate() may hold the old rules: it is not kept.
+        if generation == self._generation:
+            self._stored = stored
+            self._loaded_at = time.monotonic()
 
     async def quote(
         self, *, merchant_id: str, channel: str, payee_type: str, amount: int, at: datetime
@@ -56,7 +75,11 @@ class FeeBook:
         )
 
     def invalidate(self) -> None:
+        """A rule was added here: the next quote reads the rules again, not a load already
+        under way (it may have started before the rule was committed)."""
         self._loaded_at = -1e9
+        self._generation += 1
+        self._refreshing = None
 
 
 def entry_view(entry: FeeScheduleEntry) -> dict[str, Any]:
