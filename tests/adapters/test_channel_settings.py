@@ -75,6 +75,13 @@ def test_an_old_name_contradicting_its_new_one_is_refused(keys_dir: Path, name: 
         available_factories()[name]({**values, "retry_attempts": 2, "max_retries": 5})
 
 
+async def test_the_same_value_under_both_names_is_accepted(keys_dir: Path) -> None:
+    values = sandbox_settings("wechat", keys_dir / "wechat", "http://x")
+    channel = available_factories()["wechat"]({**values, "retry_attempts": "3", "max_retries": 2})
+    await channel.aclose()
+    assert channel_settings(channel).retry_attempts == 3
+
+
 async def test_old_names_from_the_environment(
     keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,7 +67,8 @@ class ChannelHttpSettings(BaseModel):
             if old not in values:
                 continue
             value = _CONVERSIONS.get(old, _same)(values.pop(old))
-            if new in values and values[new] != value:
+            # Compared as text: the environment gives "4" where the file gives 4.
+            if new in values and str(values[new]) != str(value):
                 # An old name left in the environment over a new one in the file (or the
                 # reverse): refuse rather than guess which one the operator meant.
                 raise ValueError(f"both {old} (deprecated) and {new} are set: keep {new} only")
