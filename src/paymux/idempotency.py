@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 import redis.asyncio
 import redis.exceptions
+from redis.crc import key_slot
 
 from paymux.access_gate import GCRA_LUA, Admission, GateRequest
 
@@ -266,6 +267,12 @@ class IdempotencyStore:
                 "Idempotency-Key must contain only visible ASCII characters (no spaces)"
             )
         return key
+
+    def on_one_slot(self, merchant_id: str, keys: tuple[str, ...]) -> bool:
+        """True when ``keys`` share the Cluster slot of ``merchant_id``'s records, so a
+        script may touch them together."""
+        slot = key_slot(self.record_key(merchant_id, "-").encode())
+        return all(key_slot(k.encode()) == slot for k in keys)
 
     def record_key(self, merchant_id: str, key: str) -> str:
         """The Redis key holding the record of ``key`` for ``merchant_id``."""

@@ -88,6 +88,11 @@ async def run_idempotent(
     store = gw.idempotency
     fp = fingerprint(payload)
     gate = pending_gate()
+    if gate is not None and not store.on_one_slot(scope, gate.request.keys):
+        # The API key's records live on another Cluster slot than this claim (an
+        # operator's key, a merchant's top-up): admit the key on its own round trip.
+        await gate.reauthenticate()  # raises 401 / 429 as any request would
+        gate = None
     charged = gate is None  # the request was already counted against the rate limit
     if gate is None:
         claim = await store.claim(scope, key, fp)
