@@ -302,6 +302,10 @@ def _worker_and_status(stack: Stack, secret: str) -> tuple[int, int]:
         return int(stats.json()["pid"]), status.status_code
 
 
+@pytest.mark.skipif(
+    not os.environ.get("PAYMUX_TEST_DATABASE_URL"),
+    reason="several workers need PostgreSQL (SQLite refuses --workers 2): the PostgreSQL pass",
+)
 def test_revocation_reaches_every_worker_process(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> None:
