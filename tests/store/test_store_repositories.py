@@ -58,7 +58,9 @@ async def test_merchants_repo_lists_what_it_inserted_by_id(gw: Gateway) -> None:
     for row in rows:
         assert mine[row["id"]] == row
         assert await merchants_repo.exists(gw.db, row["id"])
+        assert await merchants_repo.name_of(gw.db, row["id"]) == row["name"]
     assert not await merchants_repo.exists(gw.db, "mer_nobody")
+    assert await merchants_repo.name_of(gw.db, "mer_nobody") is None
 
 
 async def test_fee_rules_repo_round_trips_a_rule_exactly(gw: Gateway) -> None:

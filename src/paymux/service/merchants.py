@@ -86,5 +86,9 @@ async def merchant_exists(gw: Gateway, merchant_id: str) -> bool:
     return await merchants_repo.exists(gw.db, merchant_id)
 
 
+async def merchant_name(gw: Gateway, merchant_id: str) -> str | None:
+    return await merchants_repo.name_of(gw.db, merchant_id)
+
+
 # The authenticator now covers merchant and operator keys (service/access.py).
 MerchantAuth = Authenticator

@@ -36,3 +36,10 @@ async def exists(db: Database, merchant_id: str) -> bool:
     async with db.read() as conn:
         found = await conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id))
         return found.first() is not None
+
+
+async def name_of(db: Database, merchant_id: str) -> str | None:
+    async with db.read() as conn:
+        found = await conn.execute(select(merchants.c.name).where(merchants.c.id == merchant_id))
+        name = found.scalar_one_or_none()
+    return None if name is None else str(name)

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -36,8 +35,8 @@ from paymux.api.dashboard.sessions import Session
 from paymux.domain.access import Principal, Role, role_allows
 from paymux.service.access import ENV_ADMIN_KEY_ID, Authenticator
 from paymux.service.errors import NotFound, ServiceError
+from paymux.service.merchants import merchant_name
 from paymux.store import keys_repo
-from paymux.store.tables import merchants
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 
@@ -202,13 +201,9 @@ async def login(request: Request) -> Response:
 async def _display_name(request: Request, principal: Principal) -> str:
     if principal.is_operator:
         return f"Operator ({principal.role.value if principal.role else 'viewer'})"
-    async with gateway(request).db.read() as conn:
-        name = (
-            await conn.execute(
-                select(merchants.c.name).where(merchants.c.id == principal.merchant_id)
-            )
-        ).scalar_one_or_none()
-    return str(name or principal.merchant_id)
+    mid = principal.merchant_id
+    name = await merchant_name(gateway(request), mid) if mid else None
+    return str(name or mid)
 
 
 @router.post("/logout")
