@@ -3,7 +3,7 @@ a production path. Production attaches nothing, so reaching a point is one dict 
 
 A point is reached by name (``hooks.reach("after_pending")``); tests attach to it
 (``hooks.attach``) in the process that runs the gateway, e.g. to kill it there like kill -9
-(tests/crash_gateway.py). The names are fixed here so a typo fails at attach time, and
+(tests/crash_gateway/). The names are fixed here so a typo fails at attach time, and
 tests/unit/test_hooks.py checks every ``reach`` in the source names one of them.
 """
 

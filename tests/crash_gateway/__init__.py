@@ -7,16 +7,17 @@ as kill -9 would, the first time a request reaches that point. Without it this i
 gateway's own process (one worker), not by anything in ``paymux``.
 
     python -m tests.crash_gateway [serve options]
+
+It runs as a package's ``__main__`` (like ``python -m paymux``) so that uvicorn's worker
+processes, when there are several, do not import it again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from paymux import hooks
-from paymux.cli import main
 
 CRASH_EXIT_CODE = 17
 log = logging.getLogger("paymux.tests.crash")
@@ -32,9 +33,3 @@ def attach_crash(fault: str) -> None:
         os._exit(CRASH_EXIT_CODE)
 
     hooks.attach(point, crash)
-
-
-if __name__ == "__main__":
-    if fault := os.environ.get("PAYMUX_FAULT_INJECTION"):
-        attach_crash(fault)
-    main(["serve", *sys.argv[1:]])
