@@ -131,3 +131,24 @@ async def test_a_writer_cancelled_before_its_batch_started_never_runs(db: Databa
         await late
     await db.run_write(lambda c: ran.append("later"))
     assert ran == ["slow", "later"]
+
+
+class ProcessDied(BaseException):
+    """Not an Exception: like the simulation's SimulatedCrash (the process dies mid-write)."""
+
+
+async def test_a_process_level_exception_reaches_every_caller_as_itself(db: Database) -> None:
+    # Found by the simulation: its crash inside a transaction (a BaseException raised in a
+    # write) came back from the group as RuntimeError("writer stopped"), an error escaping
+    # the service instead of the death it was, so every such seed failed.
+    def die(_: Connection) -> None:
+        raise ProcessDied
+
+    results = await asyncio.gather(
+        db.run_write(insert(1)),
+        db.run_write(die),
+        db.run_write(insert(2)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ProcessDied) for r in results)
+    assert await ids(db) == set()  # nothing of the batch it died in was committed

@@ -97,7 +97,11 @@ class GroupCommitter:
         except BaseException as exc:
             # The executor is gone (shutdown) or this task was cancelled: nobody waiting
             # may hang. Work already handed to the thread may still commit, as before.
-            failure = exc if isinstance(exc, Exception) else RuntimeError("writer stopped")
+            # A process-level exception from a write (not a cancellation) reaches every
+            # caller as itself: the process is going down, not "the writer stopped".
+            failure: BaseException = (
+                RuntimeError("writer stopped") if isinstance(exc, asyncio.CancelledError) else exc
+            )
             for q in [*batch, *self._queue]:
                 if not q.future.done():
                     q.future.set_exception(failure)
