@@ -371,8 +371,8 @@ class Simulation:
             self.model.count("key_reused_422")
             return
         if fingerprint is not None:
-            raise Violation(f"key {key} reused with another body made {created.row['id']}")
-        tid = created.row["id"]
+            raise Violation(f"key {key} reused with another body made {created.transfer.id}")
+        tid = created.transfer.id
         if req.answer is not None and req.answer != tid:
             raise Violation(f"key {key} answered {req.answer} before, now {tid}")
         if created.replayed:
@@ -537,8 +537,8 @@ class Simulation:
                 raise Violation(f"cancel of {tid} refused although it is canceled") from None
             self.model.count("cancel_refused_409")
             return
-        if row["status"] != "canceled":
-            raise Violation(f"cancel of {tid} answered {row['status']} without refusing")
+        if row.status != "canceled":
+            raise Violation(f"cancel of {tid} answered {row.status} without refusing")
         self.model.count("canceled")
 
     # --- checks -------------------------------------------------------------------------------

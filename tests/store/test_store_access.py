@@ -227,7 +227,7 @@ async def test_payee_data_and_webhook_secrets_are_sealed_at_rest(
                         "SELECT payee_account, payee_name, payee_account_hmac FROM transfers "
                         "WHERE id = :id"
                     ),
-                    {"id": created.row["id"]},
+                    {"id": created.transfer.id},
                 )
             )
             .mappings()
@@ -236,8 +236,8 @@ async def test_payee_data_and_webhook_secrets_are_sealed_at_rest(
     assert raw["payee_account"].startswith("pmx1:") and "payee@example.com" not in str(raw)
     assert raw["payee_name"].startswith("pmx1:") and "Zhang San" not in str(raw)
     assert len(raw["payee_account_hmac"]) == 64
-    row = await get_transfer(gw, created.row["id"], merchant_id)
-    assert (row["payee_account"], row["payee_name"]) == ("payee@example.com", "Zhang San")
+    row = await get_transfer(gw, created.transfer.id, merchant_id)
+    assert (row.payee_account, row.payee_name) == ("payee@example.com", "Zhang San")
 
     endpoint, secret = await create_endpoint(
         gw, merchant_id, url="http://127.0.0.1:9/paymux", event_types=["*"], description=None
@@ -291,7 +291,7 @@ async def test_keys_rotate_rewraps_under_the_new_kek_and_seals_old_plaintext(
                 "UPDATE transfers SET payee_account = 'legacy@example.com', payee_name = NULL "
                 "WHERE id = :id"
             ),
-            {"id": created.row["id"]},
+            {"id": created.transfer.id},
         )
     try:
         report = await data_keys_repo.rewrap_data_keys(gw.db, [*new, *old], gw.clock())
@@ -304,13 +304,13 @@ async def test_keys_rotate_rewraps_under_the_new_kek_and_seals_old_plaintext(
             raw = (
                 await conn.execute(
                     text("SELECT payee_account FROM transfers WHERE id = :id"),
-                    {"id": created.row["id"]},
+                    {"id": created.transfer.id},
                 )
             ).scalar_one()
         assert raw.startswith("pmx1:")
         assert fresh.open(raw, "transfers.payee_account") == "legacy@example.com"
-        row = await get_transfer(gw, created.row["id"], merchant_id)
-        assert row["payee_account"] == "legacy@example.com"
+        row = await get_transfer(gw, created.transfer.id, merchant_id)
+        assert row.payee_account == "legacy@example.com"
     finally:
         # Put the session's KEK back, so other tests (and workers) still open the data key.
         await data_keys_repo.rewrap_data_keys(gw.db, [*old, *new], gw.clock())

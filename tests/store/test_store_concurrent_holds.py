@@ -57,13 +57,13 @@ async def test_concurrent_creates_never_overdraw(gw: Gateway) -> None:
 
     # The fee each transfer froze is the schedule's, and a refusal names what it needed.
     for created in accepted:
-        assert created.row["fee"] == alipay_account_fee(created.row["amount"])
+        assert created.transfer.fee == alipay_account_fee(created.transfer.amount)
     for amount, exc in refused:
         assert exc.extra["required"] == amount + alipay_account_fee(amount)
 
-    spent = sum(c.row["amount"] + c.row["fee"] for c in accepted)
+    spent = sum(c.transfer.amount + c.transfer.fee for c in accepted)
     in_flight = sum(
-        c.row["amount"] + c.row["fee"] for c in accepted if c.row["status"] == "processing"
+        c.transfer.amount + c.transfer.fee for c in accepted if c.transfer.status == "processing"
     )
     available, held = await merchant_balances(gw, merchant)
     assert spent <= TOPUP
@@ -90,4 +90,4 @@ async def test_concurrent_creates_never_overdraw(gw: Gateway) -> None:
     }
     assert replayed[f"merchant_available:{merchant}:CNY"] == available
     sent = gw.channels["alipay"].sent  # type: ignore[attr-defined]
-    assert {c.row["channel_reference"] for c in accepted} <= set(sent)
+    assert {c.transfer.channel_reference for c in accepted} <= set(sent)

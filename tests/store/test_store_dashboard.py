@@ -22,7 +22,7 @@ from tests.store.store_support import new_funded_merchant, transfer
 async def test_send_and_query_are_recorded_as_channel_calls(gw: Gateway) -> None:
     merchant = await new_funded_merchant(gw, 1_000_000)
     created = await transfer(gw, merchant, 10_000, Outcome.PROCESSING)
-    tid = created.row["id"]
+    tid = created.transfer.id
     answer = await svc.query_channel_now(gw, tid)  # the scripted channel says PROCESSING
     assert (answer.before, answer.after, answer.outcome) == (
         "processing",
@@ -36,14 +36,14 @@ async def test_send_and_query_are_recorded_as_channel_calls(gw: Gateway) -> None
         ("send", "alipay", "processing"),
         ("query", "alipay", "processing"),
     ]
-    assert calls[0].channel_order_id == f"ALIPAY{created.row['channel_reference']}"
+    assert calls[0].channel_order_id == f"ALIPAY{created.transfer.channel_reference}"
     assert all(c.latency_ms >= 0 and c.started_at.tzinfo is not None for c in calls)
 
 
 async def test_timeline_shows_operators_everything_and_merchants_their_own(gw: Gateway) -> None:
     merchant = await new_funded_merchant(gw, 1_000_000)
     other = await new_funded_merchant(gw, 1_000_000)
-    tid = (await transfer(gw, merchant, 10_000, Outcome.SUCCEEDED)).row["id"]
+    tid = (await transfer(gw, merchant, 10_000, Outcome.SUCCEEDED)).transfer.id
 
     _, ops = await svc.timeline(gw, tid, None, operator=True)
     kinds = [i.kind for i in ops]
@@ -70,8 +70,8 @@ async def test_timeline_shows_operators_everything_and_merchants_their_own(gw: G
 async def test_search_is_scoped_and_keyset_pages_do_not_overlap(gw: Gateway) -> None:
     a = await new_funded_merchant(gw, 1_000_000)
     b = await new_funded_merchant(gw, 1_000_000)
-    mine = [(await transfer(gw, a, 1_000 + n, Outcome.SUCCEEDED)).row for n in range(5)]
-    theirs = (await transfer(gw, b, 2_000, Outcome.SUCCEEDED)).row
+    mine = [(await transfer(gw, a, 1_000 + n, Outcome.SUCCEEDED)).transfer for n in range(5)]
+    theirs = (await transfer(gw, b, 2_000, Outcome.SUCCEEDED)).transfer
 
     seen: list[str] = []
     before = None
@@ -83,19 +83,19 @@ async def test_search_is_scoped_and_keyset_pages_do_not_overlap(gw: Gateway) -> 
         if not more:
             break
         before = rows[-1]["id"]
-    assert seen == sorted((r["id"] for r in mine), reverse=True)
+    assert seen == sorted((r.id for r in mine), reverse=True)
 
     async def find(text: str, scope: str | None) -> list[str]:
         rows, _ = await svc.search_transfers(gw, repo.TransferSearch(merchant_id=scope, text=text))
         return [r["id"] for r in rows]
 
     target = mine[2]
-    assert await find(target["id"], a) == [target["id"]]
-    assert await find(target["channel_reference"], a) == [target["id"]]
-    assert await find(target["channel_order_id"], None) == [target["id"]]
-    assert await find(target["idempotency_key"], a) == [target["id"]]
-    assert await find(theirs["id"], a) == []  # another merchant's id finds nothing
-    assert await find(theirs["id"], None) == [theirs["id"]]
+    assert await find(target.id, a) == [target.id]
+    assert await find(target.channel_reference, a) == [target.id]
+    assert await find(target.channel_order_id, None) == [target.id]
+    assert await find(target.idempotency_key, a) == [target.id]
+    assert await find(theirs.id, a) == []  # another merchant's id finds nothing
+    assert await find(theirs.id, None) == [theirs.id]
     failed, _ = await svc.search_transfers(gw, repo.TransferSearch(merchant_id=a, status="failed"))
     assert failed == []
 
@@ -116,8 +116,8 @@ async def test_overview_figures_are_exact(gw: Gateway, clock: Callable[[datetime
     assert ov.days[-1].day.isoformat() == "2031-03-10"  # business day in Asia/Shanghai
     assert (today.count, today.settled, today.failed) == (4, 2, 1)
     assert today.volume == 35_000
-    assert today.fees == sum(c.row["fee"] for c in paid)
-    assert today.channel_cost == sum(c.row["channel_cost"] for c in paid)
+    assert today.fees == sum(c.transfer.fee for c in paid)
+    assert today.channel_cost == sum(c.transfer.channel_cost for c in paid)
     assert today.success_rate == Decimal("66.7")
     assert ov.period.volume == 35_000  # nothing else in the 30 days for this merchant
     assert ov.in_flight.counts == {"processing": 1}

@@ -31,4 +31,4 @@ async def test_same_key_twice_in_the_database_replays(gw: Gateway) -> None:
     again = await create_transfer(gw, merchant, key, "fp", req)
     assert not first.replayed
     assert again.replayed
-    assert again.row["id"] == first.row["id"]
+    assert again.transfer.id == first.transfer.id

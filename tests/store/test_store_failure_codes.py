@@ -31,11 +31,11 @@ async def test_unknown_channel_code_is_channel_rejected_and_counted(gw: Gateway)
     merchant = await new_funded_merchant(gw, 100_000)
     before = _unknown_count()
     created = await create_transfer(gw, merchant, uuid.uuid4().hex, "fp", _failing())
-    row = created.row
-    assert row["status"] == "failed"
-    assert row["failure_code"] == "channel_rejected"
-    assert row["channel_failure_code"] == "PAYEE_NOT_EXIST"
-    assert row["channel_failure_message"] == "payee does not exist"
+    row = created.transfer
+    assert row.status == "failed"
+    assert row.failure_code == "channel_rejected"
+    assert row.channel_failure_code == "PAYEE_NOT_EXIST"
+    assert row.channel_failure_message == "payee does not exist"
     assert _unknown_count() == before + 1
 
 
@@ -46,8 +46,8 @@ async def test_known_channel_code_maps_through_the_adapter_table(gw: Gateway) ->
         merchant = await new_funded_merchant(gw, 100_000)
         before = _unknown_count()
         created = await create_transfer(gw, merchant, uuid.uuid4().hex, "fp", _failing())
-        assert created.row["failure_code"] == "payee_not_found"
-        assert created.row["channel_failure_code"] == "PAYEE_NOT_EXIST"
+        assert created.transfer.failure_code == "payee_not_found"
+        assert created.transfer.channel_failure_code == "PAYEE_NOT_EXIST"
         assert _unknown_count() == before
     finally:
         del channel.failure_codes  # type: ignore[attr-defined]

@@ -132,8 +132,8 @@ async def run_plans(gw: Gateway, scenario: Scenario, plans: Iterable[Plan]) -> N
             created = await transfer(
                 gw, scenario.merchants[plan.merchant], plan.amount, plan.send, plan.payee_type
             )
-            ids[n] = created.row["id"]
-            if created.row["status"] in ("succeeded", "returned"):
+            ids[n] = created.transfer.id
+            if created.transfer.status in ("succeeded", "returned"):
                 scenario.settled_at[ids[n]] = plan.at
 
         return go
@@ -142,7 +142,7 @@ async def run_plans(gw: Gateway, scenario: Scenario, plans: Iterable[Plan]) -> N
         async def go() -> None:
             before = (await _status(gw, ids[n]), ids[n])
             row = await apply_result(gw, ids[n], ChannelResult(outcome), source="test")
-            if before[0] in ("pending", "processing") and row["status"] in (
+            if before[0] in ("pending", "processing") and row.status in (
                 "succeeded",
                 "returned",
             ):

@@ -141,7 +141,7 @@ async def test_future_merchant_rule_changes_quotes_from_then_and_freezes_fees(
     # The early transfer settles after the change and still charges what it was quoted.
     clock(EFFECTIVE + timedelta(hours=1))
     settled = await apply_result(gw, early["id"], ChannelResult(Outcome.SUCCEEDED), source="test")
-    assert settled["fee"] == list_fee
+    assert settled.fee == list_fee
     assert await settle_fee_posted(gw, early["id"]) == list_fee
     shown = (await api.get(f"/v1/transfers/{early['id']}", headers=bearer(a_key))).json()
     assert (shown["status"], shown["fee"]) == ("succeeded", list_fee)

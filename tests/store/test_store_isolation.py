@@ -64,7 +64,7 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
     b_id = b_row["id"]
     for merchant_id in (a_row["id"], b_id):
         await topup(gw, merchant_id, 1_000_000)
-    b_transfer = (await transfer(gw, b_id, 1000, Outcome.SUCCEEDED)).row
+    b_transfer = (await transfer(gw, b_id, 1000, Outcome.SUCCEEDED)).transfer
     b_endpoint, _ = await create_endpoint(
         gw, b_id, url="http://127.0.0.1:9/b", event_types=["*"], description="B's"
     )
@@ -93,7 +93,7 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
     ).batch
     values = {
         "batch_id": b_batch.id,
-        "transfer_id": b_transfer["id"],
+        "transfer_id": b_transfer.id,
         "endpoint_id": b_endpoint["id"],
         "event_id": b_events[0]["id"],
         "key_id": b_key.id,
@@ -107,7 +107,7 @@ async def test_a_merchant_key_reaches_no_other_merchants_object_on_any_route(
         "delivery_id": "wd_" + uuid.uuid4().hex,
         "channel": "no_such_channel",  # the fake channels do not parse callbacks
     }
-    b_ids = {b_id, b_transfer["id"], b_endpoint["id"], b_events[0]["id"], b_key.id, b_batch.id}
+    b_ids = {b_id, b_transfer.id, b_endpoint["id"], b_events[0]["id"], b_key.id, b_batch.id}
 
     app = create_app(store_settings)
     app.state.gateway = gw

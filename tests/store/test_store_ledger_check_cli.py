@@ -73,7 +73,7 @@ async def test_ledger_check_passes_then_names_each_break(
         entry_id = (
             await conn.execute(
                 select(journal_entries.c.id).where(
-                    journal_entries.c.transfer_id == created.row["id"],
+                    journal_entries.c.transfer_id == created.transfer.id,
                     journal_entries.c.kind == "settle",
                 )
             )

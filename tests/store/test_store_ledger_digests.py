@@ -42,7 +42,7 @@ async def test_editing_a_sealed_posting_is_named_by_ledger_check(
         entry_id = (
             await conn.execute(
                 select(journal_entries.c.id).where(
-                    journal_entries.c.transfer_id == settled.row["id"],
+                    journal_entries.c.transfer_id == settled.transfer.id,
                     journal_entries.c.kind == "settle",
                 )
             )

@@ -159,17 +159,17 @@ async def test_random_sequences_keep_the_ledger_sound(
                     raise AssertionError(f"{step} was accepted with {model.available} available")
             else:
                 created = await transfer(gw, merchant, step.amount, step.outcome)
-                tid = created.row["id"]
-                assert created.row["fee"] == fee
+                tid = created.transfer.id
+                assert created.transfer.fee == fee
                 model.available -= step.amount + fee
                 model.held += step.amount + fee
                 model.transfers.append((tid, step.amount, fee))
                 model.status[tid] = "pending"
                 model.move(tid, step.amount, fee, step.outcome)
-                assert created.row["status"] == model.status[tid]
+                assert created.transfer.status == model.status[tid]
         elif model.transfers:
             tid, amount, fee = model.transfers[step.pick % len(model.transfers)]
             row = await apply_result(gw, tid, ChannelResult(step.outcome), source="test")
             model.move(tid, amount, fee, step.outcome)
-            assert row["status"] == model.status[tid]
+            assert row.status == model.status[tid]
         await assert_agrees(gw, merchant, model, base)

@@ -78,7 +78,7 @@ async def test_statement_days_balance_against_the_ledger_and_fee_report(
                     created = await transfer(gw, merchant, op.amount, op.outcome)
                 except InsufficientFundsError:
                     continue
-                sent.append(created.row["id"])
+                sent.append(created.transfer.id)
             elif sent:
                 await apply_result(
                     gw, sent[op.pick % len(sent)], ChannelResult(op.outcome), source="test"

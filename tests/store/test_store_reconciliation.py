@@ -101,29 +101,29 @@ async def test_classes_healing_next_day_clearing_and_reruns(
     merchant = await new_funded_merchant(gw, 1_000_000, "recon store")
     try:
         gw.clock = lambda: at(D1, 23, 59, 50)  # completes just before midnight
-        late = (await transfer(gw, merchant, 5_000, Outcome.SUCCEEDED)).row
+        late = (await transfer(gw, merchant, 5_000, Outcome.SUCCEEDED)).transfer
         gw.clock = lambda: at(D1, 10, 0)
-        pricey = (await transfer(gw, merchant, 6_000, Outcome.SUCCEEDED)).row
-        open_ = (await transfer(gw, merchant, 7_000, Outcome.PROCESSING)).row
+        pricey = (await transfer(gw, merchant, 6_000, Outcome.SUCCEEDED)).transfer
+        open_ = (await transfer(gw, merchant, 7_000, Outcome.PROCESSING)).transfer
     finally:
         gw.clock = utcnow
     cost = ALIPAY_ACCOUNT_COST
-    ref = {t["id"]: t["channel_reference"] for t in (late, pricey, open_)}
+    ref = {t.id: t.channel_reference for t in (late, pricey, open_)}
 
     # D1: the late one is not there (the channel booked it after midnight); the channel
     # charged more than the schedule for another; it paid the one we still see processing.
     bill_channel.bills[str(D1)] = write_bill(
-        tmp_path, D1, [(ref[pricey["id"]], 6_000, cost + 1), (ref[open_["id"]], 7_000, cost)]
+        tmp_path, D1, [(ref[pricey.id], 6_000, cost + 1), (ref[open_.id], 7_000, cost)]
     )
-    bill_channel.answers[ref[open_["id"]]] = Outcome.SUCCEEDED
+    bill_channel.answers[ref[open_.id]] = Outcome.SUCCEEDED
     first = await run_reconciliation(gw, "alipay", D1)
     found = {(d.kind.value, d.reference, d.state.value) for d in first.discrepancies}
     assert found == {
-        ("missing_in_statement", ref[late["id"]], "open"),
-        ("channel_fee_mismatch", ref[pricey["id"]], "open"),
-        ("status_mismatch", ref[open_["id"]], "resolved"),  # healed by the query
+        ("missing_in_statement", ref[late.id], "open"),
+        ("channel_fee_mismatch", ref[pricey.id], "open"),
+        ("status_mismatch", ref[open_.id], "resolved"),  # healed by the query
     }
-    assert (await get_transfer(gw, open_["id"], None))["status"] == "succeeded"
+    assert (await get_transfer(gw, open_.id, None)).status == "succeeded"
     # Each newly opened discrepancy is an operator-facing event in the audit log.
     opened_ids = {d.id for d in first.discrepancies if d.state is DiscrepancyState.open}
     audited, _ = await audit_repo.list_events(
@@ -137,7 +137,7 @@ async def test_classes_healing_next_day_clearing_and_reruns(
     }
 
     # D2: the late transfer's line arrives and clears D1's missing_in_statement.
-    bill_channel.bills[str(D2)] = write_bill(tmp_path, D2, [(ref[late["id"]], 5_000, cost)])
+    bill_channel.bills[str(D2)] = write_bill(tmp_path, D2, [(ref[late.id], 5_000, cost)])
     second = await run_reconciliation(gw, "alipay", D2)
     assert second.discrepancies == []
     async with gw.db.read() as conn:

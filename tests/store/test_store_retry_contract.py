@@ -111,7 +111,7 @@ async def test_a_second_create_with_the_key_returns_the_first_on_every_write_pat
     )
     first = await create_transfer(gw, merchant_id, "k-dup", "fp-1", req)
     second = await create_transfer(gw, merchant_id, "k-dup", "fp-1", req)
-    assert second.replayed and second.row["id"] == first.row["id"]
+    assert second.replayed and second.transfer.id == first.transfer.id
     with pytest.raises(IdempotencyKeyReused):
         await create_transfer(gw, merchant_id, "k-dup", "fp-2", req)
     assert await _count_transfers(gw, merchant_id) == 1
@@ -341,13 +341,13 @@ async def test_open_circuit_parks_new_transfers_and_the_sync_loop_sends_each_onc
 
         now = datetime.now(UTC)
         clock(now)
-        assert view["id"] not in [r["id"] for r in await _due(gw, now, now)]
+        assert view["id"] not in [t.id for t in await _due(gw, now, now)]
         # The channel comes back; once open_seconds pass, the parked send is the probe.
         channel.up = True
         ticks[0] = 5.0
         later = now + timedelta(seconds=6)
         clock(later)
-        due = [r for r in await _due(gw, later, later) if r["id"] == view["id"]]
+        due = [t for t in await _due(gw, later, later) if t.id == view["id"]]
         assert len(due) == 1
         await resolve_one(gw, due[0])
         assert circuits.state("alipay") is CircuitState.closed
@@ -356,4 +356,4 @@ async def test_open_circuit_parks_new_transfers_and_the_sync_loop_sends_each_onc
         assert replay.json()["status"] == "succeeded"
         assert "status_reason" not in replay.json()
         # Once sent, never again: it is no longer due.
-        assert view["id"] not in [r["id"] for r in await _due(gw, later, later)]
+        assert view["id"] not in [t.id for t in await _due(gw, later, later)]

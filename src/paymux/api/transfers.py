@@ -24,6 +24,7 @@ from paymux.api.schemas import DateTime, TransferCreate
 from paymux.domain.circuit import CircuitState
 from paymux.domain.failures import FailureCode
 from paymux.domain.states import TransferStatus, is_final
+from paymux.domain.transfers import Transfer
 from paymux.idempotency import StoredResponse
 from paymux.service import transfers as svc
 from paymux.service.gateway import Gateway
@@ -32,15 +33,15 @@ from paymux.service.views import transfer_view
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
 
-def detail(gw: Gateway, row: dict[str, Any], *, operator: bool = False) -> dict[str, Any]:
+def detail(gw: Gateway, t: Transfer, *, operator: bool = False) -> dict[str, Any]:
     """The transfer as the API shows it: its view plus, while it waits on its channel, why."""
-    view = transfer_view(row, operator=operator)
-    if row["status"] == TransferStatus.pending.value and row["next_sync_at"] is not None:
+    view = transfer_view(t, operator=operator)
+    if t.status is TransferStatus.pending and t.next_sync_at is not None:
         # Written and held, not yet sent: the sync loop sends it under its own reference
         # (its channel's circuit was open, or a crash interrupted its send).
         view["status_reason"] = "queued_for_send"
-    if not is_final(row["status"]):
-        state = gw.circuits.state(row["channel"])
+    if not is_final(t.status):
+        state = gw.circuits.state(t.channel)
         if state is not CircuitState.closed:
             view["channel_circuit"] = state.value
     return view
@@ -79,7 +80,7 @@ async def create_transfer(
     async def handler(fp: str) -> tuple[int, dict[str, Any], bool]:
         with tracing.span("transfer.create", merchant_id=merchant_id):
             created = await svc.create_transfer(gw, merchant_id, key, fp, _new(body))
-        return 201, detail(gw, created.row), created.replayed
+        return 201, detail(gw, created.transfer), created.replayed
 
     async def current(stored: StoredResponse) -> Response | None:
         # A stored answer of a final state is the answer; a snapshot taken before the
@@ -87,8 +88,8 @@ async def create_transfer(
         snapshot = orjson.loads(stored.body) if stored.status_code == 201 else None
         if not isinstance(snapshot, dict) or is_final(snapshot.get("status", "pending")):
             return None
-        row = await svc.get_transfer(gw, str(snapshot["id"]), merchant_id)
-        return json_response(201, detail(gw, row), replayed=True)
+        t = await svc.get_transfer(gw, str(snapshot["id"]), merchant_id)
+        return json_response(201, detail(gw, t), replayed=True)
 
     return await run_idempotent(
         gw, merchant_id, key, body.model_dump(mode="json"), handler, refresh=current
@@ -141,8 +142,8 @@ async def cancel_transfer(
     assert merchant_id is not None
 
     async def handler(_fp: str) -> tuple[int, dict[str, Any], bool]:
-        row = await svc.cancel_transfer(gw, merchant_id, transfer_id)
-        return 200, transfer_view(row), False
+        t = await svc.cancel_transfer(gw, merchant_id, transfer_id)
+        return 200, transfer_view(t), False
 
     if request.headers.get("idempotency-key") is None:
         status, body, _ = await handler("")
@@ -158,8 +159,8 @@ async def get_transfer(
     caller: Caller = Depends(merchant_or_operator("transfers:read")),
 ) -> Response:
     gw = gateway(request)
-    row = await svc.get_transfer(gw, transfer_id, caller.merchant_id)
-    return json_response(200, detail(gw, row, operator=caller.is_admin))
+    t = await svc.get_transfer(gw, transfer_id, caller.merchant_id)
+    return json_response(200, detail(gw, t, operator=caller.is_admin))
 
 
 @router.get("", responses=ok(TransferList), summary="List transfers, newest first")
@@ -184,7 +185,7 @@ async def list_transfers(
     limit: int = Limit,
     cursor: str | None = Cursor,
 ) -> Response:
-    rows, more = await svc.list_transfers(
+    found, more = await svc.list_transfers(
         gateway(request),
         svc.TransferFilter(
             merchant_id=caller.merchant_id if not caller.is_admin else merchant_id,
@@ -198,5 +199,5 @@ async def list_transfers(
         ),
     )
     return json_response(
-        200, page([transfer_view(r, operator=caller.is_admin) for r in rows], more)
+        200, page([transfer_view(t, operator=caller.is_admin) for t in found], more)
     )

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 
 from paymux.domain.batches import (
     Batch,
@@ -34,10 +33,12 @@ from paymux.domain.batches import (
     item_status,
 )
 from paymux.domain.failures import FailureCode
-from paymux.domain.ids import channel_reference, new_id
+from paymux.domain.fees import FeeQuote
+from paymux.domain.ids import new_id
 from paymux.domain.ledger import InsufficientFunds
 from paymux.domain.routing import RoutingError, route
 from paymux.domain.states import TransferStatus
+from paymux.domain.transfers import Transfer
 from paymux.idempotency import fingerprint
 from paymux.service import transfers as tx
 from paymux.service.errors import (
@@ -51,7 +52,6 @@ from paymux.service.gateway import Gateway
 from paymux.service.views import iso, transfer_view
 from paymux.store import batch_repo as repo
 from paymux.store.errors import UniqueViolation
-from paymux.store.sealed import payee_account_index
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,12 @@ async def create_batch(
         updated_at=now,
         completed_at=None,
     )
-    rows: list[dict[str, Any]] = []
+    pending: list[Transfer] = []
     channels: list[str] = []
     for n, item in enumerate(items):
         if all_or_nothing:
             channel, fq = await tx.quote_for(gw, merchant_id, item.transfer, now)
-            rows.append(_parked_row(merchant_id, item, channel, fq, now))
+            pending.append(_parked(merchant_id, item, channel, fq, now))
         else:
             try:
                 channel = route(
@@ -130,22 +130,17 @@ async def create_batch(
             currency=item.transfer.currency,
             body=orjson.dumps(item.body).decode(),
             state=ItemState.queued,
-            transfer_id=rows[n]["id"] if all_or_nothing else None,
+            transfer_id=pending[n].id if all_or_nothing else None,
             failure_code=None,
             claimed_until=None,
         )
         for n, item in enumerate(items)
     ]
-
-    def write(conn: Connection) -> None:
-        repo.insert_batch(conn, batch, batch_items)
-        for row in rows:  # all_or_nothing: every hold in this one transaction, or none
-            tx.insert_pending(conn, row, now=now)
-
     try:
-        await gw.db.run_write(write)
+        # all_or_nothing: every hold in this one transaction, or none
+        await gw.transfers.accept_batch(batch, batch_items, pending)
     except InsufficientFunds:
-        total = sum(r["amount"] + r["fee"] for r in rows)
+        total = sum(t.amount + t.fee for t in pending)
         raise InsufficientFundsError(
             f"available balance does not cover the batch's amount + fees ({total})",
             required=total,
@@ -169,43 +164,18 @@ def _replay(existing: Batch, request_fingerprint: str) -> Accepted:
     return Accepted(existing, replayed=True)
 
 
-def _parked_row(
-    merchant_id: str, item: NewItem, channel: str, fq: Any, now: datetime
-) -> dict[str, Any]:
-    transfer_id = new_id("tr")
-    req = item.transfer
-    return {
-        "id": transfer_id,
-        "merchant_id": merchant_id,
-        "idempotency_key": item_idempotency_key(item.reference),
-        "request_fingerprint": fingerprint(item.body),
-        "status": TransferStatus.pending.value,
-        "amount": req.amount,
-        "currency": req.currency,
-        "fee": fq.fee,
-        "channel_cost": fq.channel_cost,
-        "price_version": fq.price_version,
-        "cost_version": fq.cost_version,
-        "payee_type": req.payee_type,
-        "payee_account": req.payee_account,
-        "payee_name": req.payee_name,
-        "payee_account_hmac": payee_account_index(req.payee_account),
-        "channel": channel,
-        "channel_reference": channel_reference(transfer_id),
-        "channel_order_id": None,
-        "failure_code": None,
-        "failure_message": None,
-        "channel_failure_code": None,
-        "channel_failure_message": None,
-        "next_action": None,
-        "description": req.description,
-        "metadata": orjson.dumps(req.metadata).decode() if req.metadata else None,
-        "created_at": now,
-        "updated_at": now,
-        "completed_at": None,
-        "next_sync_at": now + _PARKED,
-        "sync_attempts": 0,
-    }
+def _parked(merchant_id: str, item: NewItem, channel: str, fq: FeeQuote, now: datetime) -> Transfer:
+    return tx.new_pending(
+        transfer_id=new_id("tr"),
+        merchant_id=merchant_id,
+        idempotency_key=item_idempotency_key(item.reference),
+        fingerprint=fingerprint(item.body),
+        req=item.transfer,
+        channel=channel,
+        fq=fq,
+        now=now,
+        next_sync_at=now + _PARKED,
+    )
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -264,7 +234,7 @@ async def list_items(
             "id": item_id(batch_id, item.seq),
             "object": "transfer_batch_item",
             "reference": item.reference,
-            "status": item_status(item.state, t["status"] if t else None),
+            "status": item_status(item.state, t.status.value if t else None),
             "failure_code": item.failure_code if item.state is not ItemState.submitted else None,
             "transfer": transfer_view(t) if t else None,
         }
@@ -350,7 +320,7 @@ async def dispatch(gw: Gateway, limits: _Limits, batch: Batch, item: BatchItem) 
 async def _send_item(gw: Gateway, batch: Batch, item: BatchItem) -> str:
     channel = gw.channels[item.channel]
     if item.transfer_id is not None:  # all_or_nothing: the pending transfer exists
-        row = await tx.get_transfer(gw, item.transfer_id, batch.merchant_id)
+        t = await tx.get_transfer(gw, item.transfer_id, batch.merchant_id)
     else:
         body = orjson.loads(item.body)
         created = await tx.create_transfer(
@@ -360,14 +330,14 @@ async def _send_item(gw: Gateway, batch: Batch, item: BatchItem) -> str:
             fingerprint(body),
             _new_transfer(body),
         )
-        row = created.row
+        t = created.transfer
         if not created.replayed:
-            return str(row["id"])  # create_transfer sent it
-    if row["status"] == TransferStatus.pending.value:
+            return t.id  # create_transfer sent it
+    if t.status is TransferStatus.pending:
         # First send of a parked transfer, or a resend after a crash: same reference.
-        result = await tx.send_once(gw, channel, tx.order_for(gw, row))
-        row = await tx.apply_result(gw, row["id"], result, source="batch")
-    return str(row["id"])
+        result = await tx.send_once(gw, channel, tx.order_for(gw, t))
+        t = await tx.apply_result(gw, t.id, result, source="batch")
+    return t.id
 
 
 def _new_transfer(body: dict[str, Any]) -> tx.NewTransfer:
@@ -393,19 +363,18 @@ async def _complete_if_done(gw: Gateway, batch: Batch) -> bool:
     done = dataclasses.replace(batch, status=BatchStatus.completed, completed_at=now)
     view = batch_view(done, states)
 
-    def complete(conn: Connection) -> bool:
-        if not repo.mark_completed(conn, batch.id, now):
-            return False
-        gw.outbox.emit(
+    completed = await gw.db.run_write(
+        lambda conn: repo.mark_completed(
             conn,
+            batch.id,
+            now,
+            event_id=new_id("evt"),
             merchant_id=batch.merchant_id,
             event_type="transfer_batch.completed",
-            obj=view,
-            now=now,
+            view=view,
         )
-        return True
-
-    if await gw.db.run_write(complete):
+    )
+    if completed:
         gw.outbox.notify_committed()
         log.info("batch %s completed", batch.id)
         return True

@@ -27,7 +27,7 @@ from paymux.service.channel_calls import recorded
 from paymux.service.errors import Conflict, NotFound
 from paymux.service.gateway import Gateway
 from paymux.service.reports import business_day_start
-from paymux.service.transfers import apply_result, order_for
+from paymux.service.transfers import apply_result, get_transfer, order_for
 from paymux.service.views import mask_account, mask_name
 from paymux.store import dashboard_repo as repo
 from paymux.store.webhook_endpoints_repo import AttemptRow
@@ -399,11 +399,11 @@ async def query_channel_now(gw: Gateway, transfer_id: str) -> QueryAnswer:
     Never sends: a channel that has no such order is reported, and the sync loop (which
     may resend under the same reference) stays in charge of that case.
     """
-    row = await transfer_in_scope(gw, transfer_id, None)
-    channel = gw.channels.get(row["channel"])
+    t = await get_transfer(gw, transfer_id, None)
+    channel = gw.channels.get(t.channel)
     if channel is None:
-        raise Conflict(f"channel {row['channel']} is not configured")
-    order = order_for(gw, row)
+        raise Conflict(f"channel {t.channel} is not configured")
+    order = order_for(gw, t)
     try:
         async with asyncio.timeout(gw.settings.channel_call_timeout_seconds):
             result: ChannelResult = await recorded(
@@ -413,14 +413,14 @@ async def query_channel_now(gw: Gateway, transfer_id: str) -> QueryAnswer:
         raise Conflict("the channel did not answer in time; try again") from None
     except Exception as exc:
         raise Conflict(f"the channel query failed ({type(exc).__name__})") from None
-    after = row["status"]
+    after = t.status.value
     if result.outcome is not Outcome.NOT_FOUND:
         moved = await apply_result(gw, transfer_id, result, source="operator_query")
-        after = moved["status"]
+        after = moved.status.value
     return QueryAnswer(
         outcome=result.outcome.value,
         channel_status=result.raw_status,
-        before=row["status"],
+        before=t.status.value,
         after=after,
     )
 

@@ -18,6 +18,7 @@ from paymux.settings import Settings
 from paymux.store.channel_calls import ChannelCallLog
 from paymux.store.db import Database
 from paymux.store.ledger_repo import LedgerRepo
+from paymux.store.transfer_repo import TransferRepo
 
 
 def utcnow() -> datetime:
@@ -37,6 +38,15 @@ class Gateway:
     call_log: ChannelCallLog = field(default_factory=ChannelCallLog)
     clock: Callable[[], datetime] = utcnow
     circuits: ChannelCircuits = field(default_factory=lambda: ChannelCircuits(CircuitPolicy()))
+    _transfers: TransferRepo | None = field(default=None, init=False, repr=False)
+
+    @property
+    def transfers(self) -> TransferRepo:
+        """Every read and write of transfers (with their entries and events); it follows
+        ``db`` when that is swapped (tests put a dead database in its place)."""
+        if self._transfers is None or self._transfers.db is not self.db:
+            self._transfers = TransferRepo(self.db)
+        return self._transfers
 
     def channel_payee_types(self) -> dict[str, frozenset[str]]:
         return {

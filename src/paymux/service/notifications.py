@@ -10,9 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
-
-from sqlalchemy import select
 
 from paymux import metrics, request_context
 from paymux.channels.base import (
@@ -22,9 +19,10 @@ from paymux.channels.base import (
     MalformedNotification,
     Notification,
 )
+from paymux.domain.transfers import Transfer
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result
-from paymux.store.tables import channel_notifications, transfers
+from paymux.store.notifications_repo import record_notification
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +48,26 @@ async def _record(
     detail: str | None = None,
 ) -> None:
     metrics.channel_notifications.labels(channel, result).inc()
-    async with gw.db.write() as conn:
-        await conn.execute(
-            channel_notifications.insert().values(
-                channel=channel,
-                verified=verified,
-                result=result,
-                reference=storable_text(reference)[:64] if reference is not None else None,
-                detail=storable_text(detail or "")[:256] or None,
-                body=storable_text(body[:_MAX_STORED_BODY]),
-                received_at=gw.clock(),
-            )
-        )
+    await record_notification(
+        gw.db,
+        channel=channel,
+        verified=verified,
+        result=result,
+        reference=storable_text(reference)[:64] if reference is not None else None,
+        detail=storable_text(detail or "")[:256] or None,
+        body=storable_text(body[:_MAX_STORED_BODY]),
+        received_at=gw.clock(),
+    )
 
 
-def _mismatch(row: Mapping[str, Any], note: Notification, account_id: str) -> str | None:
-    if note.amount is not None and note.amount != row["amount"]:
-        return f"amount {note.amount} != {row['amount']}"
-    if note.currency is not None and note.currency != row["currency"]:
-        return f"currency {note.currency} != {row['currency']}"
+def _mismatch(t: Transfer, note: Notification, account_id: str) -> str | None:
+    if note.amount is not None and note.amount != t.amount:
+        return f"amount {note.amount} != {t.amount}"
+    if note.currency is not None and note.currency != t.currency:
+        return f"currency {note.currency} != {t.currency}"
     if note.channel_account is not None and note.channel_account != account_id:
         return f"channel account {note.channel_account} is not ours"
-    order_id = row["channel_order_id"]
+    order_id = t.channel_order_id
     if note.channel_order_id and order_id and note.channel_order_id != order_id:
         return f"channel order {note.channel_order_id} != {order_id}"
     return None
@@ -92,17 +88,8 @@ async def handle_notification(
         await _record(gw, channel_name, body, verified=False, result=kind)
         return channel.notification_ack(False)
 
-    async with gw.db.read() as conn:
-        found = (
-            (
-                await conn.execute(
-                    select(transfers).where(transfers.c.channel_reference == note.reference)
-                )
-            )
-            .mappings()
-            .first()
-        )
-    if found is None or found["channel"] != channel_name:
+    found = await gw.transfers.by_reference(note.reference)
+    if found is None or found.channel != channel_name:
         metrics.operator_alerts.labels("notification_unknown_reference").inc()
         log.error("ALERT %s notification for unknown reference %s", channel_name, note.reference)
         await _record(
@@ -114,8 +101,8 @@ async def handle_notification(
             reference=note.reference,
         )
         return channel.notification_ack(False)
-    request_context.transfer_id.set(found["id"])  # this request is about that transfer
-    problem = _mismatch(dict(found), note, channel.account_id)
+    request_context.transfer_id.set(found.id)  # this request is about that transfer
+    problem = _mismatch(found, note, channel.account_id)
     if problem is not None:
         metrics.operator_alerts.labels("notification_mismatch").inc()
         log.error(
@@ -135,10 +122,10 @@ async def handle_notification(
         )
         return channel.notification_ack(False)
 
-    before = found["status"]
+    before = found.status
     after = await apply_result(
         gw,
-        found["id"],
+        found.id,
         ChannelResult(
             outcome=note.outcome,
             channel_order_id=note.channel_order_id,
@@ -148,7 +135,7 @@ async def handle_notification(
         ),
         source=f"{channel_name} notification",
     )
-    result = "applied" if after["status"] != before else "no_change"
+    result = "applied" if after.status is not before else "no_change"
     await _record(
         gw,
         channel_name,
@@ -156,6 +143,6 @@ async def handle_notification(
         verified=True,
         result=result,
         reference=note.reference,
-        detail=f"{before} -> {after['status']}",
+        detail=f"{before.value} -> {after.status.value}",
     )
     return channel.notification_ack(True)

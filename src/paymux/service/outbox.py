@@ -6,15 +6,10 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection
 
 from paymux.domain.ids import new_id
-from paymux.service.views import iso
-from paymux.store.fastexec import Prepared
-from paymux.store.tables import events
-
-_INSERT_EVENT = Prepared(events.insert())
+from paymux.store.outbox_repo import insert_event
 
 
 class Outbox:
@@ -31,24 +26,16 @@ class Outbox:
         obj: dict[str, Any],
         now: datetime,
     ) -> str:
+        """An event in the caller's transaction (top-ups, batches; a transfer's events are
+        written by its repository with the move they report)."""
         event_id = new_id("evt")
-        payload = {
-            "id": event_id,
-            "type": event_type,
-            "created_at": iso(now),
-            "data": {"object": obj},
-        }
-        _INSERT_EVENT.run(
+        insert_event(
             conn,
-            {
-                "id": event_id,
-                "merchant_id": merchant_id,
-                "type": event_type,
-                "object_id": obj["id"],
-                "payload": orjson.dumps(payload).decode(),
-                "created_at": now,
-                "relayed_at": None,
-            },
+            event_id=event_id,
+            merchant_id=merchant_id,
+            event_type=event_type,
+            obj=obj,
+            now=now,
         )
         return event_id
 

@@ -222,32 +222,32 @@ async def _heal(gw: Gateway, finding: Finding) -> Judged:
     if not finding.needs_channel_query or finding.transfer_id is None:
         return Judged(finding, DiscrepancyState.open, Severity.normal)
     row = await get_transfer(gw, finding.transfer_id, None)
-    channel = gw.channels[row["channel"]]
+    channel = gw.channels[row.channel]
     metrics.channel_calls.labels(channel.name, "reconcile_query").inc()
     try:
         answer = await channel.query(order_for(gw, row))
     except Exception as exc:  # an adapter bug must not abort the run: leave it open
         log.exception("reconciliation query for %s raised", finding.reference)
         return Judged(finding, DiscrepancyState.open, Severity.normal, _evidence(error=str(exc)))
-    decision = heal_decision(row["status"], answer.outcome)
+    decision = heal_decision(row.status, answer.outcome)
     evidence: dict[str, Any] = {
         "query_outcome": answer.outcome.value,
         "channel_status": answer.raw_status,
-        "paymux_status_before": row["status"],
+        "paymux_status_before": row.status.value,
         "decision": decision,
     }
     if decision == "apply":
-        after = await apply_result(gw, row["id"], answer, source="reconciliation")
-        evidence["paymux_status_after"] = after["status"]
+        after = await apply_result(gw, row.id, answer, source="reconciliation")
+        evidence["paymux_status_after"] = after.status.value
         return Judged(finding, DiscrepancyState.resolved, Severity.normal, _evidence(**evidence))
     if decision == "critical":
         log.critical(
             "ALERT reconciliation: %s %s says %s but Paymux holds %s (a move the state "
             "machine forbids: money moved without a matching entry)",
-            row["channel"],
+            row.channel,
             finding.reference,
             answer.outcome.value,
-            row["status"],
+            row.status.value,
         )
         return Judged(finding, DiscrepancyState.open, Severity.critical, _evidence(**evidence))
     return Judged(finding, DiscrepancyState.open, Severity.normal, _evidence(**evidence))

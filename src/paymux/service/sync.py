@@ -19,19 +19,16 @@ import logging
 import random
 import time
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import and_, or_, select, update
 
 from paymux import metrics, request_context, tracing
 from paymux.channels.base import ChannelResult
 from paymux.domain.outcomes import Outcome
 from paymux.domain.states import TransferStatus
+from paymux.domain.transfers import Transfer
 from paymux.service.channel_calls import recorded
 from paymux.service.gateway import Gateway
 from paymux.service.transfers import apply_result, order_for, send_once
 from paymux.store.errors import StoreError
-from paymux.store.tables import transfers
 
 log = logging.getLogger(__name__)
 
@@ -44,79 +41,40 @@ def backoff_seconds(gw: Gateway, attempts: int) -> float:
     return base * (0.8 + 0.4 * random.random())  # jitter spreads a burst of retries
 
 
-async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[dict[str, Any]]:
-    t = transfers.c
-    pending = and_(
-        t.status == TransferStatus.pending.value,
-        or_(t.next_sync_at <= now, and_(t.next_sync_at.is_(None), t.created_at <= pending_cutoff)),
+async def _due(gw: Gateway, now: datetime, pending_cutoff: datetime) -> list[Transfer]:
+    # Parked sends wait for their circuit; they would only be refused.
+    held = [name for name in gw.channels if not gw.circuits.would_admit(name)]
+    return await gw.transfers.due(
+        now=now,
+        pending_cutoff=pending_cutoff,
+        held_channels=held,
+        limit=gw.settings.sync_batch_size,
     )
-    closed_off = [name for name in gw.channels if not gw.circuits.would_admit(name)]
-    if closed_off:  # parked sends wait for their circuit; they would only be refused
-        pending = and_(pending, t.channel.not_in(closed_off))
-    stmt = (
-        select(transfers)
-        .where(
-            or_(
-                and_(
-                    t.status.in_(
-                        (
-                            TransferStatus.processing.value,
-                            TransferStatus.requires_confirmation.value,
-                        )
-                    ),
-                    t.next_sync_at <= now,
-                ),
-                pending,
-            )
-        )
-        .order_by(t.next_sync_at)
-        .limit(gw.settings.sync_batch_size)
-    )
-    async with gw.db.read() as conn:
-        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def _claim(gw: Gateway, row: dict[str, Any], now: datetime) -> bool:
-    """Take the row for one attempt; its next attempt is due after the backoff."""
-    t = transfers.c
-    lease = timedelta(seconds=backoff_seconds(gw, row["sync_attempts"]))
-    previous = row["next_sync_at"]
-    cond = t.next_sync_at.is_(None) if previous is None else t.next_sync_at == previous
-    stmt = (
-        update(transfers)
-        .where(and_(t.id == row["id"], t.status == row["status"], cond))
-        .values(next_sync_at=now + lease, sync_attempts=t.sync_attempts + 1)
-    )
-    claimed: bool = await gw.db.run_write(lambda conn: conn.execute(stmt).rowcount == 1)
-    return claimed
+async def _claim(gw: Gateway, t: Transfer, now: datetime) -> bool:
+    """Take the transfer for one attempt; its next attempt is due after the backoff."""
+    lease = timedelta(seconds=backoff_seconds(gw, t.sync_attempts))
+    return await gw.transfers.claim(t, now + lease)
 
 
-async def _requeue(gw: Gateway, row: dict[str, Any]) -> None:
+async def _requeue(gw: Gateway, t: Transfer) -> None:
     """A parked send the circuit still refuses: due again when it may probe, and the refusal
     does not count as an attempt (the backoff must not grow while the channel is away)."""
-    t = transfers.c
-    due = gw.clock() + timedelta(seconds=gw.circuits.policy.open_seconds)
-    stmt = (
-        update(transfers)
-        .where(and_(t.id == row["id"], t.status == TransferStatus.pending.value))
-        .values(next_sync_at=due, sync_attempts=row["sync_attempts"])
-    )
-    await gw.db.run_write(lambda conn: conn.execute(stmt))
+    await gw.transfers.requeue(t, gw.clock() + timedelta(seconds=gw.circuits.policy.open_seconds))
 
 
-async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
-    channel = gw.channels.get(row["channel"])
+async def resolve_one(gw: Gateway, t: Transfer) -> None:
+    channel = gw.channels.get(t.channel)
     if channel is None:
-        log.error(
-            "transfer %s is on channel %s, which is not configured", row["id"], row["channel"]
-        )
+        log.error("transfer %s is on channel %s, which is not configured", t.id, t.channel)
         return
-    order = order_for(gw, row)
-    if row["status"] == TransferStatus.pending.value:
+    order = order_for(gw, t)
+    if t.status is TransferStatus.pending:
         if not gw.circuits.admit(channel.name):
-            await _requeue(gw, row)
+            await _requeue(gw, t)
             return
-        log.warning("sending pending transfer %s as %s", row["id"], order.reference)
+        log.warning("sending pending transfer %s as %s", t.id, order.reference)
         result = await send_once(gw, channel, order)
         gw.circuits.record(channel.name, result)
     else:
@@ -144,35 +102,35 @@ async def resolve_one(gw: Gateway, row: dict[str, Any]) -> None:
             result = await send_once(gw, channel, order)
     if result.outcome is Outcome.NOT_FOUND:
         result = ChannelResult(Outcome.PROCESSING)
-    await apply_result(gw, row["id"], result, source="sync")
+    await apply_result(gw, t.id, result, source="sync")
 
 
 async def sync_once(gw: Gateway, *, recover_all_pending: bool = False) -> int:
     """One pass; returns how many transfers it worked on."""
     now = gw.clock()
     age = 0.0 if recover_all_pending else gw.settings.pending_recovery_age_seconds
-    rows = await _due(gw, now, now - timedelta(seconds=age))
+    due = await _due(gw, now, now - timedelta(seconds=age))
     sem = asyncio.Semaphore(gw.settings.sync_concurrency)
     worked = 0
 
-    async def work(row: dict[str, Any]) -> None:
+    async def work(t: Transfer) -> None:
         nonlocal worked
         async with sem:
             try:
-                claimed = await _claim(gw, row, now)
+                claimed = await _claim(gw, t, now)
             except StoreError as exc:  # e.g. its row lock is held: the other rows go on
-                log.warning("could not claim transfer %s (%s); next pass", row["id"], exc)
+                log.warning("could not claim transfer %s (%s); next pass", t.id, exc)
                 return
             if not claimed:
                 return
             worked += 1
-            with request_context.transfer_scope(row["id"]):
+            with request_context.transfer_scope(t.id):
                 try:
-                    await resolve_one(gw, row)
+                    await resolve_one(gw, t)
                 except Exception:
-                    log.exception("sync of transfer %s failed; it will be retried", row["id"])
+                    log.exception("sync of transfer %s failed; it will be retried", t.id)
 
-    await asyncio.gather(*(work(r) for r in rows))
+    await asyncio.gather(*(work(t) for t in due))
     return worked
 
 

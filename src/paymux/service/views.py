@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
+
+from paymux.domain.states import TransferStatus
+from paymux.domain.transfers import Transfer
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -31,39 +33,39 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
-def transfer_view(row: Mapping[str, Any], *, operator: bool = False) -> dict[str, Any]:
+def transfer_view(t: Transfer, *, operator: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": row["id"],
+        "id": t.id,
         "object": "transfer",
-        "status": row["status"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "fee": row["fee"],
+        "status": t.status.value,
+        "amount": t.amount,
+        "currency": t.currency,
+        "fee": t.fee,
         "payee": {
-            "type": row["payee_type"],
-            "account": mask_account(row["payee_type"], row["payee_account"]),
-            "name": mask_name(row["payee_name"]),
+            "type": t.payee_type,
+            "account": mask_account(t.payee_type, t.payee_account),
+            "name": mask_name(t.payee_name),
         },
-        "channel": row["channel"],
-        "channel_reference": row["channel_reference"],
-        "channel_order_id": row["channel_order_id"],
-        "failure_code": row["failure_code"],
-        "failure_message": row["failure_message"],
-        "channel_failure_code": row.get("channel_failure_code"),
-        "channel_failure_message": row.get("channel_failure_message"),
+        "channel": t.channel,
+        "channel_reference": t.channel_reference,
+        "channel_order_id": t.channel_order_id,
+        "failure_code": t.failure_code,
+        "failure_message": t.failure_message,
+        "channel_failure_code": t.channel_failure_code,
+        "channel_failure_message": t.channel_failure_message,
         "next_action": (
-            orjson.loads(row["next_action"])
-            if row.get("next_action") and row["status"] == "requires_confirmation"
+            orjson.loads(t.next_action)
+            if t.next_action and t.status is TransferStatus.requires_confirmation
             else None
         ),
-        "description": row["description"],
-        "metadata": orjson.loads(row["metadata"]) if row["metadata"] else {},
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "completed_at": iso(row["completed_at"]),
+        "description": t.description,
+        "metadata": orjson.loads(t.metadata) if t.metadata else {},
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+        "completed_at": iso(t.completed_at),
     }
     if operator:
-        view["merchant_id"] = row["merchant_id"]
-        view["channel_cost"] = row["channel_cost"]
-        view["margin"] = row["fee"] - row["channel_cost"]
+        view["merchant_id"] = t.merchant_id
+        view["channel_cost"] = t.channel_cost
+        view["margin"] = t.fee - t.channel_cost
     return view

@@ -14,8 +14,11 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from paymux.domain.batches import Batch, BatchItem, BatchStatus, ItemState
+from paymux.domain.transfers import Transfer
 from paymux.store.batch_tables import transfer_batch_items, transfer_batches
+from paymux.store.outbox_repo import insert_event
 from paymux.store.tables import transfers
+from paymux.store.transfer_rows import transfer_from_row
 
 _b = transfer_batches.c
 _i = transfer_batch_items.c
@@ -144,13 +147,33 @@ def cancel_queued_item(conn: Connection, transfer_id: str) -> bool:
     return bool(conn.execute(stmt).rowcount == 1)
 
 
-def mark_completed(conn: Connection, batch_id: str, now: datetime) -> bool:
+def mark_completed(
+    conn: Connection,
+    batch_id: str,
+    now: datetime,
+    *,
+    event_id: str,
+    merchant_id: str,
+    event_type: str,
+    view: dict[str, Any],
+) -> bool:
+    """Complete the batch and write its event, once (False: it was already completed)."""
     stmt = (
         update(transfer_batches)
         .where(_b.id == batch_id, _b.status == BatchStatus.processing.value)
         .values(status=BatchStatus.completed.value, completed_at=now, updated_at=now)
     )
-    return bool(conn.execute(stmt).rowcount == 1)
+    if conn.execute(stmt).rowcount != 1:
+        return False
+    insert_event(
+        conn,
+        event_id=event_id,
+        merchant_id=merchant_id,
+        event_type=event_type,
+        obj=view,
+        now=now,
+    )
+    return True
 
 
 # --- reads (async) --------------------------------------------------------------------------
@@ -222,8 +245,8 @@ async def item_states(
 
 async def list_items(
     conn: AsyncConnection, batch_id: str, *, after_seq: int | None, limit: int
-) -> list[tuple[BatchItem, dict[str, Any] | None]]:
-    """Items in request order, each with its transfer row (or None)."""
+) -> list[tuple[BatchItem, Transfer | None]]:
+    """Items in request order, each with its transfer (or None)."""
     stmt = (
         select(transfer_batch_items, transfers)
         .select_from(transfer_batch_items.outerjoin(transfers, _t.id == _i.transfer_id))
@@ -234,7 +257,7 @@ async def list_items(
     if after_seq is not None:
         stmt = stmt.where(_i.seq > after_seq)
     result = await conn.execute(stmt)
-    out: list[tuple[BatchItem, dict[str, Any] | None]] = []
+    out: list[tuple[BatchItem, Transfer | None]] = []
     item_cols = [c.name for c in transfer_batch_items.columns]
     n = len(item_cols)
     transfer_cols = [c.name for c in transfers.columns]
@@ -242,7 +265,7 @@ async def list_items(
         values = tuple(row)
         item = _item(dict(zip(item_cols, values[:n], strict=True)))
         transfer = dict(zip(transfer_cols, values[n:], strict=True))
-        out.append((item, transfer if transfer["id"] is not None else None))
+        out.append((item, transfer_from_row(transfer) if transfer["id"] is not None else None))
     return out
 
 

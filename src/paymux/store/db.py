@@ -44,6 +44,7 @@ from paymux.store.group_commit import GroupCommitter
 
 _WRITE_OPTION = "paymux_write"
 _GROUP_OPTION = "paymux_group_commit"  # its transactions are counted per savepoint
+_SINGLE_OPTION = "paymux_single_statement"
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 _DEADLOCK_RETRIES = 3
 T = TypeVar("T")
@@ -238,6 +239,8 @@ class Database:
         @event.listens_for(sync_engine, "begin")
         def _begin(conn: Any) -> None:
             options = conn.get_execution_options()
+            if options.get(_SINGLE_OPTION, False):
+                return  # read_statement(): the driver runs it in autocommit
             if not options.get(_GROUP_OPTION, False):
                 counters.transactions += 1
             if self.is_sqlite:
@@ -252,7 +255,7 @@ class Database:
 
             @event.listens_for(sync_engine, "connect")
             def _connect(dbapi_conn: Any, record: Any) -> None:
-                record.info["paymux_counters"] = counters  # for fastexec's driver calls
+                record.info["paymux_counters"] = counters  # for _sqlite_driver's calls
                 # Take over transaction control from the driver so BEGIN is ours.
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
@@ -286,6 +289,21 @@ class Database:
             async with self.engine.connect() as conn:
                 yield conn
                 await conn.rollback()
+
+    @asynccontextmanager
+    async def read_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A scope for ONE read statement: no transaction around it (a single statement
+        sees one consistent snapshot on its own), so it costs that statement alone: no
+        BEGIN on SQLite, no BEGIN/ROLLBACK round trips on PostgreSQL."""
+        with translated_errors():
+            async with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    await conn.execution_options(**{_SINGLE_OPTION: True})
+                else:
+                    await conn.execution_options(
+                        isolation_level="AUTOCOMMIT", **{_SINGLE_OPTION: True}
+                    )
+                yield conn
 
     async def ping(self) -> None:
         from sqlalchemy import text  # noqa: PLC0415

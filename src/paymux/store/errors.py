@@ -1,7 +1,7 @@
 """Database errors in our own words, whatever the driver raised.
 
 Writes run through three drivers: SQLAlchemy's statements, the bare ``sqlite3`` connection
-of the SQLite fast path (fastexec.py) and asyncpg under SQLAlchemy on PostgreSQL. Each
+of the SQLite fast path (_sqlite_driver.py) and asyncpg under SQLAlchemy on PostgreSQL. Each
 spells a unique violation or a lost connection differently; the service layer must not
 care which one ran, so :class:`~paymux.store.db.Database` translates at the edge of every
 transaction scope:

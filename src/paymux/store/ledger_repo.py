@@ -28,16 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from paymux.domain.ids import new_id
 from paymux.domain.ledger import AccountKind, AccountRef, InsufficientFunds, JournalEntry
 from paymux.domain.states import IN_FLIGHT
-from paymux.store.fastexec import Prepared
+from paymux.store._sqlite_driver import Statement
 from paymux.store.tables import accounts, journal_entries, postings, transfers
 
 CACHED = frozenset({AccountKind.merchant_available})
 _CACHED_VALUES = frozenset(k.value for k in CACHED)
 
 # Built once: the hot path then only binds parameters to cached compiled statements.
-_INSERT_ENTRY = Prepared(journal_entries.insert())
-_INSERT_POSTINGS = Prepared(postings.insert(), columns=("entry_id", "account_key", "amount"))
-_APPLY_CHANGE = Prepared(
+_INSERT_ENTRY = Statement(journal_entries.insert())
+_INSERT_POSTINGS = Statement(postings.insert(), columns=("entry_id", "account_key", "amount"))
+_APPLY_CHANGE = Statement(
     update(accounts)
     .where(
         accounts.c.key == bindparam("k"),
@@ -67,27 +67,35 @@ def post(
     merchant_id: str | None,
     transfer_id: str | None = None,
     topup_id: str | None = None,
+    entry_id: str | None = None,
+    fast: bool = True,
 ) -> str:
     """Record ``entry`` and apply it to the cached balances. Raises InsufficientFunds (the
-    caller's transaction then rolls back) when a merchant account would go negative."""
-    entry_id = new_id("je")
-    conn.execute(
-        journal_entries.insert().values(
-            id=entry_id,
-            kind=entry.kind.value,
-            merchant_id=merchant_id,
-            transfer_id=transfer_id,
-            topup_id=topup_id,
-            currency=entry.currency,
-            created_at=now,
-        )
+    caller's transaction then rolls back) when a merchant account would go negative.
+
+    ``fast=False`` runs every statement through SQLAlchemy even on SQLite (the store tests
+    compare the two paths' rows)."""
+    entry_id = entry_id or new_id("je")
+    _INSERT_ENTRY.run(
+        conn,
+        {
+            "id": entry_id,
+            "kind": entry.kind.value,
+            "merchant_id": merchant_id,
+            "transfer_id": transfer_id,
+            "topup_id": topup_id,
+            "currency": entry.currency,
+            "created_at": now,
+        },
+        fast=fast,
     )
-    conn.execute(
-        postings.insert(),
+    _INSERT_POSTINGS.run_many(
+        conn,
         [
             {"entry_id": entry_id, "account_key": p.account.key, "amount": p.amount}
             for p in entry.postings
         ],
+        fast=fast,
     )
     # One UPDATE per cached account, in key order: concurrent entries then lock rows in the
     # same order and cannot deadlock (a multi-row UPDATE locks in scan order, which varies).
@@ -95,7 +103,7 @@ def post(
         (p for p in entry.postings if p.account.kind in CACHED), key=lambda p: p.account.key
     )
     for p in cached:
-        if _APPLY_CHANGE.run(conn, {"k": p.account.key, "d": p.amount}) != 1:
+        if _APPLY_CHANGE.run(conn, {"k": p.account.key, "d": p.amount}, fast=fast) != 1:
             raise InsufficientFunds(f"{p.account.key} cannot cover {-p.amount}")
     return entry_id
 

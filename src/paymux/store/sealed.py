@@ -2,7 +2,7 @@
 
 Declared on the table (``SealedText("transfers.payee_account")``), so every statement built
 with SQLAlchemy encrypts and decrypts without the caller doing anything; the hot-path
-statements of fastexec.py and pending_pg.py apply the same type explicitly.
+statements of _sqlite_driver.py and _pg_pending.py bind through the same type.
 """
 
 from __future__ import annotations
