@@ -70,9 +70,9 @@ async def test_a_transfer_locked_by_an_abandoned_transaction_is_still_sent(
     abandoned = await replica.db.engine.connect()
     try:
         merchant_id = await new_funded_merchant(replica, 1_000_000)
-        parked = (await transfer(replica, merchant_id, 1500, Outcome.SUCCEEDED)).row
-        assert parked["status"] == "pending" and parked["next_sync_at"] is not None
-        transfer_id = parked["id"]
+        parked = (await transfer(replica, merchant_id, 1500, Outcome.SUCCEEDED)).transfer
+        assert parked.status == "pending" and parked.next_sync_at is not None
+        transfer_id = parked.id
 
         # A replica's transaction wrote the row, then its client went silent: no COMMIT, no
         # ROLLBACK, the session left open (as behind a blackholed network or a dead peer).
@@ -92,7 +92,7 @@ async def test_a_transfer_locked_by_an_abandoned_transaction_is_still_sent(
             status = await _status(replica, transfer_id)
             await asyncio.sleep(0.2)
         assert status == "succeeded"
-        assert channels["alipay"].sent.count(parked["channel_reference"]) == 1
+        assert channels["alipay"].sent.count(parked.channel_reference) == 1
     finally:
         with contextlib.suppress(Exception):  # the server ended its session
             await abandoned.close()

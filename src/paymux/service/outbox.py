@@ -6,9 +6,8 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
-
 from paymux.domain.ids import new_id
+from paymux.store.db import WriteTx
 from paymux.store.outbox_repo import insert_event
 
 
@@ -19,7 +18,7 @@ class Outbox:
 
     def emit(
         self,
-        conn: Connection,
+        conn: WriteTx,
         *,
         merchant_id: str,
         event_type: str,
