@@ -191,7 +191,7 @@ async def test_a_merchant_reading_a_transfer_costs_only_the_read_itself(
     merchant_id, secret = await _merchant(a.gw)
     await topup(a.gw, merchant_id, 100_000)
     created = await transfer(a.gw, merchant_id, 1_000, Outcome.SUCCEEDED)
-    tid = created.row["id"]
+    tid = created.transfer.id
     await a.gw.call_log.flush(a.gw.db)  # its buffered write would land inside a count below
     before = a.gw.db.counters.statements
     await get_transfer(a.gw, tid, merchant_id)
