@@ -168,7 +168,11 @@ async def _rows(gw: Gateway, merchant: str) -> dict[str, list[dict[str, str]]]:
 
 def _normalised(rows: dict[str, Any], merchant: str, ids: _Ids) -> str:
     flat = repr(rows)
-    for n, made in enumerate(ids.made):
+    # Numbered in the order they were made, counting only ids that were written: a path
+    # may draw ids for an attempt that wrote nothing (PostgreSQL's one-statement move
+    # binds them before its guard finds a stale guess), which is no difference in rows.
+    written = [made for made in ids.made if made in flat]
+    for n, made in enumerate(written):
         flat = flat.replace(made, f"<id{n}>")
         if made.startswith("tr_"):
             flat = flat.replace(channel_reference(made), f"<ref{n}>")

@@ -9,20 +9,23 @@ statement runs. Every insert selects FROM the debit CTE, so when the balance can
 the hold nothing at all is written, and a unique violation aborts the whole statement.
 
 The SQL is a constant: compiled once by SQLAlchemy and prepared once per connection by the
-driver (building it with the expression language cost ~3 ms of CPU per transfer). Every
-transfer value is bound with its column's own type (timestamps, sealed payee data) and cast
-to the column's SQL type, both read off the table definition. Private to
-store/transfer_repo.py, which writes the same rows with SQLAlchemy on its generic path.
+driver (building it with the expression language cost ~3 ms of CPU per transfer), then run
+on the bare asyncpg connection (_pg_driver.py). Every transfer value is bound with its
+column's own type (timestamps, sealed payee data) and cast to the column's SQL type, both
+read off the table definition. Private to store/transfer_repo.py, which writes the same rows
+with SQLAlchemy on its generic path.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, String, bindparam, text
+from sqlalchemy import Column, String, bindparam, text
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from paymux.domain.ledger import InsufficientFunds, JournalEntry
+from paymux.store._pg_driver import PgStatement
+from paymux.store.db import Counters
 from paymux.store.ledger_repo import CACHED
 from paymux.store.tables import transfers
 
@@ -66,13 +69,16 @@ SELECT (SELECT count(*) FROM debit) + 0 * (SELECT count(*) FROM insert_transfer)
        + 0 * (SELECT count(*) FROM insert_entry) + 0 * (SELECT count(*) FROM insert_postings)
 """  # noqa: S608
 
-_STATEMENT = text(_SQL).bindparams(*(bindparam(f"t_{c.name}", type_=c.type) for c in _COLUMNS))
+_STATEMENT = PgStatement(
+    text(_SQL).bindparams(*(bindparam(f"t_{c.name}", type_=c.type) for c in _COLUMNS))
+)
 
 
-def insert_pending(
-    conn: Connection, row: dict[str, Any], entry: JournalEntry, *, entry_id: str
+async def insert_pending(
+    conn: Any, row: dict[str, Any], entry: JournalEntry, *, entry_id: str, counters: Counters
 ) -> None:
-    """Write ``row`` (every column of ``transfers``) with its hold ``entry``, or nothing.
+    """Write ``row`` (every column of ``transfers``) with its hold ``entry``, or nothing,
+    on the bare asyncpg connection ``conn``.
 
     Raises InsufficientFunds when the merchant's available balance cannot cover the hold.
     """
@@ -92,5 +98,5 @@ def insert_pending(
         key_2=second.account.key,
         amount_2=second.amount,
     )
-    if conn.execute(_STATEMENT, params).scalar_one() != 1:
+    if await _STATEMENT.fetchval(conn, params, counters) != 1:
         raise InsufficientFunds(f"{debit_posting.account.key} cannot cover {-debit_posting.amount}")

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import UpdateBase
 
 _SQLITE = pysqlite.dialect()
@@ -59,7 +60,7 @@ class Statement:
         """Execute once; returns the row count."""
         if not fast or conn.dialect.name != "sqlite":
             return int(conn.execute(self.stmt, dict(params)).rowcount)
-        _count(conn)
+        _count(conn, self.sql)
         try:
             cursor = _driver(conn).execute(self.sql, self._row(params))
         except sqlite3.IntegrityError as exc:
@@ -74,11 +75,41 @@ class Statement:
         if not fast or conn.dialect.name != "sqlite":
             conn.execute(self.stmt, [dict(r) for r in rows])
             return
-        _count(conn)
+        _count(conn, self.sql)
         try:
             _driver(conn).executemany(self.sql, [self._row(r) for r in rows])
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(self.sql, None, exc) from exc
+
+
+class Query:
+    """A SELECT compiled once for SQLite and run on a bare ``sqlite3`` connection (the
+    event loop's read-only one, ``Database.inline_reader``); every column read through its
+    type's result processor for SQLite, as SQLAlchemy's own path reads it."""
+
+    def __init__(self, stmt: Select[Any]) -> None:
+        compiled = stmt.compile(dialect=_SQLITE)
+        self.sql = str(compiled)
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self.binds = tuple(
+            compiled.binds[n].type.dialect_impl(_SQLITE).bind_processor(_SQLITE) or _identity
+            for n in self.names
+        )
+        self.columns = tuple(c.name for c in stmt.selected_columns)
+        self.readers = tuple(
+            c.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None) or _identity
+            for c in stmt.selected_columns
+        )
+
+    def first(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        args = tuple(bind(params[n]) for n, bind in zip(self.names, self.binds, strict=True))
+        found = conn.execute(self.sql, args).fetchone()
+        if found is None:
+            return None
+        return {
+            name: read(value)
+            for name, read, value in zip(self.columns, self.readers, found, strict=True)
+        }
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:
@@ -87,7 +118,7 @@ def _driver(conn: Connection) -> sqlite3.Connection:
     return driver
 
 
-def _count(conn: Connection) -> None:
+def _count(conn: Connection, sql: str) -> None:
     counters = conn.info.get("paymux_counters")
     if counters is not None:
-        counters.statements += 1
+        counters.statement(sql)

@@ -23,6 +23,22 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
+def event_row(
+    *, event_id: str, merchant_id: str, event_type: str, obj: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The ``events`` row of one event (every writer of events builds it here)."""
+    payload = {"id": event_id, "type": event_type, "created_at": _iso(now), "data": {"object": obj}}
+    return {
+        "id": event_id,
+        "merchant_id": merchant_id,
+        "type": event_type,
+        "object_id": obj["id"],
+        "payload": orjson.dumps(payload).decode(),
+        "created_at": now,
+        "relayed_at": None,
+    }
+
+
 def insert_event(
     conn: Connection,
     *,
@@ -33,17 +49,7 @@ def insert_event(
     now: datetime,
     fast: bool = True,
 ) -> None:
-    payload = {"id": event_id, "type": event_type, "created_at": _iso(now), "data": {"object": obj}}
-    _INSERT_EVENT.run(
-        conn,
-        {
-            "id": event_id,
-            "merchant_id": merchant_id,
-            "type": event_type,
-            "object_id": obj["id"],
-            "payload": orjson.dumps(payload).decode(),
-            "created_at": now,
-            "relayed_at": None,
-        },
-        fast=fast,
+    row = event_row(
+        event_id=event_id, merchant_id=merchant_id, event_type=event_type, obj=obj, now=now
     )
+    _INSERT_EVENT.run(conn, row, fast=fast)

@@ -25,7 +25,12 @@ Per-database fast paths are private details, one per database:
   ``Database.run_write`` group-commits them, store/group_commit.py). Each write is a
   ``Callable[[Connection], T]``, so it runs unchanged in its own savepoint there.
 - PostgreSQL: the create is one data-modifying CTE statement in autocommit
-  (``_pg_pending``), so the merchant's balance row is locked only for that statement.
+  (``_pg_pending``), so the merchant's balance row is locked only for that statement, and
+  so is a status move that the ledger cannot refuse (``_pg_move``: the guarded UPDATE, its
+  entries, postings, credit and events); both run on the bare asyncpg connection
+  (``_pg_driver``), as does the read of one transfer.
+- SQLite: the read of one transfer runs on the event loop's own read-only connection
+  (``Database.inline_reader``), without a thread hop.
 
 ``TransferRepo(db, fast=False)`` runs everything through plain SQLAlchemy instead; the store
 tests run the same operations both ways and compare every row written.
@@ -33,9 +38,11 @@ tests run the same operations both ways and compare every row written.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
@@ -46,9 +53,10 @@ from paymux.domain.ids import new_id
 from paymux.domain.ledger import JournalEntry
 from paymux.domain.states import TransferStatus
 from paymux.domain.transfers import MUTABLE_FIELDS, Transfer
-from paymux.store import _pg_pending, batch_repo
+from paymux.store import _pg_move, _pg_pending, batch_repo
 from paymux.store import ledger_repo as ledger
-from paymux.store._sqlite_driver import Statement
+from paymux.store._pg_driver import PgStatement
+from paymux.store._sqlite_driver import Query, Statement
 from paymux.store.db import Database
 from paymux.store.errors import StoreError
 from paymux.store.outbox_repo import insert_event
@@ -59,6 +67,10 @@ T = TypeVar("T")
 _t = transfers.c
 
 _INSERT = Statement(transfers.insert())
+_GET = select(transfers).where(_t.id == bindparam("id"))
+_GET_OF = _GET.where(_t.merchant_id == bindparam("merchant_id"))
+_PG_GET = {False: PgStatement(_GET), True: PgStatement(_GET_OF)}  # by "of a merchant"
+_SQLITE_GET = {False: Query(_GET), True: Query(_GET_OF)}
 _MOVE = Statement(
     update(transfers)
     .where(_t.id == bindparam("_id"), _t.status == bindparam("_from"))
@@ -149,6 +161,24 @@ class TransferRepo:
         return transfer_from_row(found) if found is not None else None
 
     async def get(self, transfer_id: str, merchant_id: str | None = None) -> Transfer | None:
+        if self.fast:
+            params = {"id": transfer_id, "merchant_id": merchant_id}
+            of_merchant = merchant_id is not None
+            if not self.db.is_sqlite:
+                pg = _PG_GET[of_merchant]
+                found = await self.db.run_on_driver(
+                    lambda conn: pg.fetchrow(conn, params, self.db.counters)
+                )
+                return transfer_from_row(found) if found is not None else None
+            reader = self.db.inline_reader()
+            if reader is not None:
+                try:
+                    found = _SQLITE_GET[of_merchant].first(reader, params)
+                except sqlite3.Error:
+                    pass  # busy (a WAL recovery, say): read the usual way below
+                else:
+                    self.db.counters.statement(_SQLITE_GET[of_merchant].sql)
+                    return transfer_from_row(found) if found is not None else None
         stmt = select(transfers).where(_t.id == transfer_id)
         if merchant_id is not None:
             stmt = stmt.where(_t.merchant_id == merchant_id)
@@ -224,9 +254,11 @@ class TransferRepo:
         """
         entry_id = self._ids("je")
         if self.fast and not self.db.is_sqlite:
-            row, hold = row_of(t), t.hold()
-            await self.db.run_statement(
-                lambda conn: _pg_pending.insert_pending(conn, row, hold, entry_id=entry_id)
+            row, hold, counters = row_of(t), t.hold(), self.db.counters
+            await self.db.run_on_driver(
+                lambda conn: _pg_pending.insert_pending(
+                    conn, row, hold, entry_id=entry_id, counters=counters
+                )
             )
             return
         await self._write(lambda conn: self._insert_pending(conn, t, entry_id))
@@ -265,7 +297,14 @@ class TransferRepo:
         the steps are then tried without reading it again, guarded by ``status = <known
         status>``; if someone else moved it meanwhile, the transaction plans again from a
         locked read.
+
+        On PostgreSQL a move the ledger cannot refuse is one statement (``_pg_move``),
+        guarded the same way; a stale guess is planned again from a fresh read.
         """
+        if self.fast and not self.db.is_sqlite:
+            moved = await self._pg_move(transfer_id, plan, known)
+            if moved is not None:
+                return moved
 
         def tx(conn: Connection) -> Moved:
             current = known if known is not None else self._locked(conn, transfer_id)
@@ -279,6 +318,28 @@ class TransferRepo:
             raise RuntimeError(f"transfer {transfer_id} changed under its lock")
 
         return await self._write(tx)
+
+    async def _pg_move(self, transfer_id: str, plan: Plan, known: Transfer | None) -> Moved | None:
+        """The move as one statement; None when it must run as the generic transaction."""
+        current = known
+        for _ in range(3):
+            if current is None:
+                current = await self.get(transfer_id)
+                if current is None:
+                    raise NoSuchTransfer(f"no transfer {transfer_id}")
+            steps = tuple(plan(current))
+            if not steps:
+                return Moved(current, ())
+            rows = [(s.after, s.entry, s.event.type, s.event.obj) for s in steps]
+            values = _pg_move.params(current, rows, self._ids)
+            if values is None:
+                return None
+            if await self.db.run_on_driver(
+                partial(_pg_move.move, values=values, counters=self.db.counters)
+            ):
+                return Moved(steps[-1].after, steps)
+            current = None  # moved by someone else meanwhile: plan again from a fresh read
+        return None  # still losing races: the generic transaction reads under a lock
 
     async def cancel_queued(self, transfer_id: str, plan: Plan) -> Moved | None:
         """Cancel a batch item's transfer still queued (never handed to a channel) and its
