@@ -34,6 +34,7 @@ from paymux.store.tables import (
     webhook_deliveries,
     webhook_endpoints,
 )
+from paymux.store.transfer_repo import TransferFilter, page_statement
 from paymux.store.webhook_endpoints_repo import AttemptRow
 
 Row = dict[str, Any]  # a transfer row (the transfer repository's business)
@@ -80,27 +81,19 @@ class TransferSearch:
 
 
 async def search_transfers(conn: AsyncConnection, q: TransferSearch) -> tuple[list[Row], bool]:
-    t = transfers.c
-    stmt = select(transfers).order_by(t.id.desc()).limit(q.limit + 1)
-    if q.merchant_id is not None:
-        stmt = stmt.where(t.merchant_id == q.merchant_id)
-    if q.text:
-        # Each alternative is an indexed equality (primary key, unique reference, the
-        # channel order id index, the (merchant, idempotency key) unique constraint).
-        matches = [t.id == q.text, t.channel_reference == q.text, t.channel_order_id == q.text]
-        if q.merchant_id is not None:
-            matches.append(t.idempotency_key == q.text)
-        stmt = stmt.where(or_(*matches))
-    if q.status:
-        stmt = stmt.where(t.status == q.status)
-    if q.channel:
-        stmt = stmt.where(t.channel == q.channel)
-    if q.created_gte:
-        stmt = stmt.where(t.created_at >= q.created_gte)
-    if q.created_lt:
-        stmt = stmt.where(t.created_at < q.created_lt)
-    if q.before_id:
-        stmt = stmt.where(t.id < q.before_id)
+    # The transfer repository's own filter chain (the merchant API's list uses it too).
+    stmt = page_statement(
+        TransferFilter(
+            merchant_id=q.merchant_id,
+            text=q.text,
+            status=q.status,
+            channel=q.channel,
+            created_gte=q.created_gte,
+            created_lt=q.created_lt,
+            starting_after=q.before_id,
+            limit=q.limit,
+        )
+    )
     rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
     return rows[: q.limit], len(rows) > q.limit
 

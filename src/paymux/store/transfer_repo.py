@@ -138,6 +138,37 @@ class TransferFilter:
     created_lt: datetime | None = None
     starting_after: str | None = None  # cursor: the last id of the previous page
     limit: int = 20
+    # A transfer id, channel reference or channel order id (or, within one merchant, an
+    # idempotency key): the dashboard's search box.
+    text: str | None = None
+
+
+def page_statement(f: TransferFilter) -> Select[Any]:
+    """One page of transfers matching ``f``, newest first, plus one row to tell whether
+    there is more. Ids are time-ordered, so the id is the cursor."""
+    stmt = select(transfers).order_by(_t.id.desc()).limit(f.limit + 1)
+    if f.merchant_id is not None:
+        stmt = stmt.where(_t.merchant_id == f.merchant_id)
+    if f.text:
+        # Each alternative is an indexed equality (primary key, unique reference, the
+        # channel order id index, the (merchant, idempotency key) unique constraint).
+        matches = [_t.id == f.text, _t.channel_reference == f.text, _t.channel_order_id == f.text]
+        if f.merchant_id is not None:
+            matches.append(_t.idempotency_key == f.text)
+        stmt = stmt.where(or_(*matches))
+    if f.status:
+        stmt = stmt.where(_t.status == f.status)
+    if f.failure_code:
+        stmt = stmt.where(_t.failure_code == f.failure_code)
+    if f.channel:
+        stmt = stmt.where(_t.channel == f.channel)
+    if f.created_gte:
+        stmt = stmt.where(_t.created_at >= f.created_gte)
+    if f.created_lt:
+        stmt = stmt.where(_t.created_at < f.created_lt)
+    if f.starting_after:
+        stmt = stmt.where(_t.id < f.starting_after)
+    return stmt
 
 
 class TransferRepo:
@@ -194,21 +225,7 @@ class TransferRepo:
 
     async def page(self, f: TransferFilter) -> tuple[list[Transfer], bool]:
         """Newest first; ids are time-ordered, so the id is the cursor."""
-        stmt = select(transfers).order_by(_t.id.desc()).limit(f.limit + 1)
-        if f.merchant_id is not None:
-            stmt = stmt.where(_t.merchant_id == f.merchant_id)
-        if f.status:
-            stmt = stmt.where(_t.status == f.status)
-        if f.failure_code:
-            stmt = stmt.where(_t.failure_code == f.failure_code)
-        if f.channel:
-            stmt = stmt.where(_t.channel == f.channel)
-        if f.created_gte:
-            stmt = stmt.where(_t.created_at >= f.created_gte)
-        if f.created_lt:
-            stmt = stmt.where(_t.created_at < f.created_lt)
-        if f.starting_after:
-            stmt = stmt.where(_t.id < f.starting_after)
+        stmt = page_statement(f)
         async with self.db.read_statement() as conn:
             rows = [transfer_from_row(r) for r in (await conn.execute(stmt)).mappings()]
         return rows[: f.limit], len(rows) > f.limit
