@@ -29,7 +29,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
@@ -385,6 +385,13 @@ class Database:
                 conn.execute(f"PRAGMA {pragma}")
             self._inline = conn
         return self._inline
+
+    def discard_inline_reader(self) -> None:
+        """Forget the inline reader after it failed: the next read opens a fresh one."""
+        reader, self._inline = self._inline, None
+        if reader is not None:
+            with suppress(sqlite3.Error):
+                reader.close()
 
     async def ping(self) -> None:
         from sqlalchemy import text  # noqa: PLC0415

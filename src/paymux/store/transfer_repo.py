@@ -206,7 +206,9 @@ class TransferRepo:
                 try:
                     found = _SQLITE_GET[of_merchant].first(reader, params)
                 except sqlite3.Error:
-                    pass  # busy (a WAL recovery, say): read the usual way below
+                    # Busy (a WAL recovery, say) or broken: read the usual way below, and
+                    # open a fresh inline reader next time.
+                    self.db.discard_inline_reader()
                 else:
                     self.db.counters.statement(_SQLITE_GET[of_merchant].sql)
                     return transfer_from_row(found) if found is not None else None
