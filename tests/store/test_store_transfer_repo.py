@@ -192,6 +192,24 @@ async def test_fast_and_generic_paths_write_identical_rows(gw: Gateway) -> None:
     assert fast_rows == generic_rows
 
 
+async def test_fast_and_generic_paths_read_the_same_transfer(gw: Gateway) -> None:
+    """The fast read of one transfer (SQLite: the event loop's inline reader; PostgreSQL:
+    the bare asyncpg connection) and SQLAlchemy's read give the same domain value, in every
+    state the repository writes (sealed payee fields, timestamps, JSON next action)."""
+    merchant = await new_funded_merchant(gw, FUNDS, name="repo reads")
+    ids = _Ids()
+    await _run(gw, TransferRepo(gw.db, ids=ids), merchant, ids)
+    fast, generic = TransferRepo(gw.db), TransferRepo(gw.db, fast=False)
+    made = [i for i in ids.made if i.startswith("tr_")]
+    found = [await fast.get(tid) for tid in made]
+    assert len([t for t in found if t is not None]) == 4  # (the refused ones were never written)
+    for tid, via_fast in zip(made, found, strict=True):
+        assert via_fast == await generic.get(tid)
+        assert await fast.get(tid, merchant) == via_fast
+        assert await fast.get(tid, "mer_someone_else") is None
+    assert await fast.get("tr_missing") is None
+
+
 async def test_get_transfer_costs_one_statement(gw: Gateway, api: httpx.AsyncClient) -> None:
     """GET /v1/transfers/{id} is one SQL statement (no BEGIN around it) on either database."""
     row, secret = await create_merchant(gw, "repo read test")
