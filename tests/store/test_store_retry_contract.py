@@ -132,8 +132,18 @@ async def test_unique_violations_are_one_store_error_in_every_scope(gw: Gateway)
     with pytest.raises(UniqueViolation):
         async with gw.db.write() as conn:
             await conn.execute(stmt)
-    with pytest.raises(UniqueViolation):
-        await gw.db.run_statement(lambda conn: conn.execute(stmt))
+    if not gw.db.is_sqlite:  # the bare asyncpg connection of PostgreSQL's fast path
+        dup = (merchant_id, "dup", uuid.uuid4().hex, "x", True, existing["created_at"])
+
+        async def raw_pg(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO merchants (id, name, key_hash, key_hint, active, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                *dup,
+            )
+
+        with pytest.raises(UniqueViolation):
+            await gw.db.run_on_driver(raw_pg)
     if gw.db.is_sqlite:  # the bare driver of the SQLite fast path
         sql = (
             "INSERT INTO merchants (id, name, key_hash, key_hint, active, created_at)"

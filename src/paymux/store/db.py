@@ -238,25 +238,6 @@ class Database:
     def _count_batch(self, size: int) -> None:
         self.counters.transactions += size
 
-    async def run_statement(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` (one self-contained statement) in autocommit mode on PostgreSQL, so
-        its row locks end with the statement; on SQLite it is an ordinary write."""
-        if self._writer_engine is not None:
-            return await self.run_write(fn)
-        with translated_errors():
-            for attempt in range(_DEADLOCK_RETRIES):
-                try:
-                    async with self.engine.connect() as conn:
-                        await conn.execution_options(isolation_level="AUTOCOMMIT")
-                        return await conn.run_sync(fn)
-                except DBAPIError as exc:
-                    # A deadlock victim's statement was rolled back whole: run it again (as
-                    # run_write does); a same-key twin then shows as a unique violation.
-                    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-                    if code not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
-                        raise
-            raise AssertionError("unreachable")
-
     def _install_listeners(self, sync_engine: Engine) -> None:
         counters = self.counters
 
