@@ -36,7 +36,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -259,6 +259,19 @@ class Database:
         @event.listens_for(sync_engine, "commit")
         def _commit(conn: Any) -> None:
             counters.commits += 1
+
+        if not self.is_sqlite:
+
+            @event.listens_for(sync_engine, "checkout")
+            def _drop_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+                # A connection the server ended while it sat in the pool (a restart, a
+                # failover, an admin) is known closed to the driver by now: discard it and,
+                # as it is rarely alone, every connection pooled before it, instead of
+                # failing the request that drew it. (SQLAlchemy's documented way; no round
+                # trip, unlike pool_pre_ping.)
+                driver = getattr(dbapi_conn, "driver_connection", None)
+                if driver is not None and driver.is_closed():
+                    raise InvalidatePoolError("connection closed by the server")
 
         if self.is_sqlite:
 

@@ -1,7 +1,7 @@
 """Database errors in our own words, whatever the driver raised.
 
-Writes run through three drivers: SQLAlchemy's statements, the bare ``sqlite3`` connection
-of the SQLite fast path (_sqlite_driver.py) and asyncpg under SQLAlchemy on PostgreSQL. Each
+Statements run through SQLAlchemy and, on the fast paths, straight on the drivers: the bare
+``sqlite3`` connection (_sqlite_driver.py) and the bare asyncpg connection (_pg_driver.py). Each
 spells a unique violation or a lost connection differently; the service layer must not
 care which one ran, so :class:`~paymux.store.db.Database` translates at the edge of every
 transaction scope:
@@ -74,6 +74,9 @@ def _is_unavailable(err: BaseException) -> bool:
         "InterfaceError",
         "TooManyConnectionsError",
         "QueryCanceledError",
+        # The protocol met a connection in a state it cannot use (e.g. the server's goodbye
+        # to a terminated session is half-read): that connection is gone for us.
+        "InternalClientError",
     }
 
 
