@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from paymux.access_gate import gate_request
-from paymux.idempotency import (
+from paymux.store.access_gate import gate_request
+from paymux.store.idempotency import (
     Claim,
     ClaimKind,
     IdempotencyStore,

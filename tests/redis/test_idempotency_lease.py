@@ -11,7 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from paymux.api.idempotent import run_idempotent
-from paymux.idempotency import (
+from paymux.service.bootstrap import make_redis
+from paymux.settings import Settings
+from paymux.store.idempotency import (
     Claim,
     ClaimKind,
     IdempotencyStore,
@@ -19,8 +21,6 @@ from paymux.idempotency import (
     StoredResponse,
     fingerprint,
 )
-from paymux.service.bootstrap import make_redis
-from paymux.settings import Settings
 
 MERCHANT = "mer_lease"
 FP_A = fingerprint({"amount": 1})

@@ -43,7 +43,6 @@ from sqlalchemy import Connection
 
 from paymux.domain.batches import item_idempotency_key
 from paymux.domain.circuit import CircuitPolicy
-from paymux.idempotency import IdempotencyStore
 from paymux.service.balances import create_topup
 from paymux.service.batches import NewItem, _Limits, _new_transfer, batch_pass, create_batch
 from paymux.service.bootstrap import resolve_keks
@@ -63,6 +62,7 @@ from paymux.service.transfers import NewTransfer, cancel_transfer, create_transf
 from paymux.settings import Settings
 from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database
+from paymux.store.idempotency import IdempotencyStore
 from paymux.store.ledger_repo import LedgerRepo
 from paymux.store.migrate import upgrade
 from tests.simulation.invariants import ChannelOrderFacts, Checker, in_flight

@@ -24,7 +24,6 @@ from paymux.devstack import free_port
 from paymux.domain.circuit import CircuitPolicy, CircuitState
 from paymux.domain.outcomes import Outcome
 from paymux.domain.payees import PayeeType
-from paymux.idempotency import IdempotencyStore
 from paymux.service.bootstrap import make_redis
 from paymux.service.circuits import ChannelCircuits
 from paymux.service.errors import IdempotencyKeyReused
@@ -35,6 +34,7 @@ from paymux.service.transfers import NewTransfer, apply_result, create_transfer
 from paymux.settings import Settings
 from paymux.store.db import Database, Timeouts
 from paymux.store.errors import UniqueViolation
+from paymux.store.idempotency import IdempotencyStore
 from paymux.store.tables import merchants, transfers
 from tests.store.store_support import bearer, merchant_balances, topup
 

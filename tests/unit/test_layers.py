@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("adapters", {"paymux_alipay", "paymux_wechat"}),
     # Persistence: SQL repositories, tables, migrations; the Redis records (idempotency
     # claims, the access gate's key cache and rate limits).
-    ("store", {"paymux.store", "paymux.idempotency", "paymux.access_gate"}),
+    ("store", {"paymux.store"}),
     # Webhook delivery machinery: signing, SSRF guard, sender, Redis schedule, and the relay
     # and delivery loops, which get their collaborators passed in (webhooks/runtime.py).
     ("webhooks", {"paymux.webhooks"}),

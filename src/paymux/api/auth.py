@@ -29,7 +29,6 @@ from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from paymux import metrics, request_context
-from paymux.access_gate import Admission, GateRequest, owner_of
 from paymux.domain.access import ALL_SCOPES, Principal, Role, role_allows, scope_allows
 from paymux.service.access import (
     Authenticated,
@@ -39,6 +38,7 @@ from paymux.service.access import (
 )
 from paymux.service.errors import ServiceError
 from paymux.service.gateway import Gateway
+from paymux.store.access_gate import Admission, GateRequest, owner_of
 
 bearer = HTTPBearer(auto_error=False, description="A merchant secret key or an operator key")
 

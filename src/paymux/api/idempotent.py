@@ -23,14 +23,6 @@ from fastapi import Request
 from starlette.responses import Response
 
 from paymux.api.auth import pending_gate, refund_replay
-from paymux.idempotency import (
-    ClaimKind,
-    IdempotencyStore,
-    IdempotencyUnavailable,
-    InvalidIdempotencyKey,
-    StoredResponse,
-    fingerprint,
-)
 from paymux.service.errors import (
     IdempotencyInFlight,
     IdempotencyKeyReused,
@@ -38,6 +30,14 @@ from paymux.service.errors import (
     ServiceError,
 )
 from paymux.service.gateway import Gateway
+from paymux.store.idempotency import (
+    ClaimKind,
+    IdempotencyStore,
+    IdempotencyUnavailable,
+    InvalidIdempotencyKey,
+    StoredResponse,
+    fingerprint,
+)
 
 REPLAYED = "Idempotent-Replayed"
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from paymux.idempotency import IdempotencyUnavailable
 from paymux.service.errors import ServiceError, ServiceUnavailable
 from paymux.store.errors import DatabaseUnavailable
+from paymux.store.idempotency import IdempotencyUnavailable
 
 PROBLEM_BASE = "https://paymux.dev/problems/"
 PROBLEM_TYPE = "application/problem+json"

@@ -25,10 +25,10 @@ from paymux.domain.circuit import CircuitState
 from paymux.domain.failures import FailureCode
 from paymux.domain.states import TransferStatus, is_final
 from paymux.domain.transfers import Transfer
-from paymux.idempotency import StoredResponse
 from paymux.service import transfers as svc
 from paymux.service.gateway import Gateway
 from paymux.service.views import transfer_view
+from paymux.store.idempotency import StoredResponse
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 

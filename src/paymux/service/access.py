@@ -2,7 +2,7 @@
 authentication of a bearer key — every change recorded in the audit log.
 
 Authentication keeps verified keys in an in-process cache, but never trusts it blindly:
-each request runs one Redis script (:class:`paymux.access_gate.AccessGate`) that returns
+each request runs one Redis script (:class:`paymux.store.access_gate.AccessGate`) that returns
 the key's current version together with the rate-limit decision. Revoking, rolling or
 changing a key writes a new random version after its commit, so on every worker the next
 request with that key misses the cache and re-reads the database: revocation takes effect
@@ -30,7 +30,6 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from paymux import metrics
-from paymux.access_gate import AccessGate, Admission, GateRequest, gate_request, owner_of
 from paymux.domain.access import (
     ALL_SCOPES,
     ApiKey,
@@ -46,6 +45,7 @@ from paymux.service.errors import NotFound, ServiceError, ServiceUnavailable
 from paymux.service.gateway import Gateway
 from paymux.service.views import iso
 from paymux.store import audit_repo, keys_repo, merchants_repo
+from paymux.store.access_gate import AccessGate, Admission, GateRequest, gate_request, owner_of
 from paymux.store.audit_repo import AuditDraft
 from paymux.store.db import WriteTx
 

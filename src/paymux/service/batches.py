@@ -39,7 +39,6 @@ from paymux.domain.ledger import InsufficientFunds
 from paymux.domain.routing import RoutingError, route
 from paymux.domain.states import TransferStatus
 from paymux.domain.transfers import Transfer
-from paymux.idempotency import fingerprint
 from paymux.service import transfers as tx
 from paymux.service.errors import (
     IdempotencyKeyReused,
@@ -52,6 +51,7 @@ from paymux.service.gateway import Gateway
 from paymux.service.views import iso, transfer_view
 from paymux.store import batch_repo as repo
 from paymux.store.errors import UniqueViolation
+from paymux.store.idempotency import fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paymux.channels.registry import load_channels
 from paymux.domain.circuit import CircuitPolicy
-from paymux.idempotency import IdempotencyStore
 from paymux.sealing import Kek, is_sealed_file, new_kek_entry, open_file_bytes, parse_keks
 from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
@@ -22,6 +21,7 @@ from paymux.service.gateway import Gateway, utcnow
 from paymux.settings import Settings
 from paymux.store.data_keys_repo import load_data_keys
 from paymux.store.db import Database, Timeouts
+from paymux.store.idempotency import IdempotencyStore
 from paymux.store.migrate import upgrade
 from paymux.store.redis_client import CountingRedis
 

@@ -10,13 +10,13 @@ from redis.asyncio import Redis
 
 from paymux.channels.base import Channel
 from paymux.domain.circuit import CircuitPolicy
-from paymux.idempotency import IdempotencyStore
 from paymux.service.circuits import ChannelCircuits
 from paymux.service.feebook import FeeBook
 from paymux.service.outbox import Outbox
 from paymux.settings import Settings
 from paymux.store.channel_calls import ChannelCallLog
 from paymux.store.db import Database
+from paymux.store.idempotency import IdempotencyStore
 from paymux.store.ledger_repo import LedgerRepo
 from paymux.store.transfer_repo import TransferRepo
 

@@ -5,7 +5,7 @@ Every authenticated request costs ONE Redis round trip: either :meth:`AccessGate
 Lua script that reads the key's version (bumped on revoke, roll or any change, so every
 worker's in-process key cache notices at once), records last use and applies the key's rate
 limit; or, on money-moving routes, the same work folded into the idempotency claim
-(:class:`GateRequest`, see ``paymux.idempotency``), so a replay costs one round trip in all
+(:class:`GateRequest`, see ``paymux.store.idempotency``), so a replay costs one round trip in all
 and is not charged against the limit.
 
 The rate limit is GCRA (the generic cell rate algorithm, as in redis-cell and

@@ -46,7 +46,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.crc import key_slot
 
-from paymux.access_gate import GCRA_LUA, Admission, GateRequest
+from paymux.store.access_gate import GCRA_LUA, Admission, GateRequest
 
 logger = logging.getLogger(__name__)
 
