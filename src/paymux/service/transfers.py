@@ -322,21 +322,27 @@ def _values(
     return values
 
 
+# A final state the channel later contradicts: kept (states only move forward), and an
+# operator is alerted, since the money may have moved the other way at the channel.
+_CONTRADICTIONS = {
+    (TransferStatus.succeeded, Outcome.FAILED): "late_failure_after_success",
+    (TransferStatus.canceled, Outcome.SUCCEEDED): "late_success_after_cancel",
+}
+
+
 def _alert_if_contradicted(current: Transfer, result: ChannelResult, source: str) -> None:
-    if current.status is TransferStatus.succeeded and result.outcome is Outcome.FAILED:
-        metrics.operator_alerts.labels("late_failure_after_success").inc()
-        log.error(
-            "ALERT transfer %s: %s says FAILED after SUCCEEDED; kept succeeded",
-            current.id,
-            source,
-        )
-    if current.status is TransferStatus.canceled and result.outcome is Outcome.SUCCEEDED:
-        metrics.operator_alerts.labels("late_success_after_cancel").inc()
-        log.error(
-            "ALERT transfer %s: %s says SUCCEEDED after CANCELED; kept canceled",
-            current.id,
-            source,
-        )
+    alert = _CONTRADICTIONS.get((current.status, result.outcome))
+    if alert is None:
+        return
+    metrics.operator_alerts.labels(alert).inc()
+    log.error(
+        "ALERT transfer %s: %s says %s after %s; kept %s",
+        current.id,
+        source,
+        result.outcome.value.upper(),
+        current.status.value.upper(),
+        current.status.value,
+    )
 
 
 def _failure_fields(
