@@ -193,6 +193,14 @@ async def create_transfer(
             ) from None
         return Created(existing, replayed=True)
     metrics.transfers_created.labels(channel_name).inc()
+    # Logged by the request that wrote it: the channel's notification may apply the outcome
+    # before this request does, and a request's log must still say what it did.
+    log.info(
+        "transfer %s created on %s (%s)",
+        transfer_id,
+        channel_name,
+        "parked" if parked else "pending",
+    )
     hooks.reach("after_pending")
     if parked or not gw.circuits.admit(channel_name):
         if not parked:  # a concurrent request took the half-open probe: park this one
