@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import Column, Connection, Index, Integer, String, Table, select
@@ -55,8 +55,12 @@ class ChannelCall:
     channel_order_id: str | None = None
 
 
+_FIELDS = tuple(f.name for f in fields(ChannelCall))
+
+
 def _row(call: ChannelCall) -> dict[str, object]:
-    row = asdict(call)
+    # Not dataclasses.asdict: it deep-copies every value (a datetime each call).
+    row: dict[str, object] = {name: getattr(call, name) for name in _FIELDS}
     for name, size in (("channel_status", 64), ("channel_code", 64), ("channel_message", 256)):
         value = row[name]
         row[name] = value[:size] if isinstance(value, str) else None
