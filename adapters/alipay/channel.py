@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from paymux.channels.base import (
     Ack,
     ChannelResult,
@@ -88,8 +86,8 @@ class AlipayChannel(HttpChannel):
     failure_codes = FAILURE_CODES  # channel code -> Paymux failure code (data)
     payee_types = frozenset({PayeeType.ALIPAY_ACCOUNT, PayeeType.BANK_CARD})
 
-    def __init__(self, settings: AlipaySettings, client: httpx.AsyncClient | None = None) -> None:
-        super().__init__(settings, client, base_url=_gateway_base(settings.base_url))
+    def __init__(self, settings: AlipaySettings) -> None:
+        super().__init__(settings, base_url=_gateway_base(settings.base_url))
         self.settings = settings
         self.account_id = settings.app_id
         self._private_key = load_private_key_file(settings.app_private_key_file)

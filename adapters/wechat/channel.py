@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, ValidationError, model_validator
 
@@ -115,8 +114,8 @@ class WechatChannel(HttpChannel):
     failure_codes = FAILURE_CODES  # channel code -> Paymux failure code (data)
     payee_types: frozenset[PayeeType] = frozenset({PayeeType.WECHAT_OPENID})
 
-    def __init__(self, settings: WechatSettings, *, client: httpx.AsyncClient | None = None):
-        super().__init__(settings, client)
+    def __init__(self, settings: WechatSettings) -> None:
+        super().__init__(settings)
         self.settings = settings
         self.account_id = settings.mchid
         self._apiv3_key = settings.resolve_apiv3_key()

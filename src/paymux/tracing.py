@@ -95,6 +95,15 @@ async def inject_traceparent(request: httpx.Request) -> None:
         request.headers[key] = value
 
 
+def outgoing_headers() -> dict[str, str]:
+    """The current span's W3C trace headers for a request going out (none when off)."""
+    if not _enabled or _propagate is None:
+        return {}
+    carrier: dict[str, str] = {}
+    _propagate.inject(carrier)
+    return carrier
+
+
 def request_hooks() -> dict[str, list[Any]]:
     """Event hooks for a channel's httpx client: propagation only when tracing is on."""
     return {"request": [inject_traceparent]} if _enabled else {}

@@ -57,7 +57,7 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("transport-keys")
 
 
-Build = Callable[[str, str, str], tuple[Channel, list[httpx.Request]]]
+Build = Callable[[str, str, str], tuple[Channel, list[str]]]
 
 
 @pytest.fixture
@@ -65,18 +65,17 @@ async def build(keys_dir: Path) -> AsyncIterator[Build]:
     """Builds a channel through its factory; also returns the requests it attempted."""
     built: list[Channel] = []
 
-    def make(name: str, transport: str, url: str) -> tuple[Channel, list[httpx.Request]]:
+    def make(name: str, transport: str, url: str) -> tuple[Channel, list[str]]:
         settings = {**sandbox_settings(name, keys_dir / name, url), **FAST}
         channel = available_factories()[name]({**settings, "transport": transport})
         built.append(channel)
-        attempts: list[httpx.Request] = []
+        attempts: list[str] = []
 
-        async def seen(request: httpx.Request) -> None:
-            attempts.append(request)
+        async def seen(method: str, url: str) -> None:
+            attempts.append(f"{method} {url}")
 
-        client: httpx.AsyncClient = getattr(channel, "http")
-        hooks = client.event_hooks
-        client.event_hooks = {**hooks, "request": [*hooks["request"], seen]}
+        hooks: list[Any] = getattr(channel, "attempt_hooks")
+        hooks.append(seen)
         return channel, attempts
 
     yield make

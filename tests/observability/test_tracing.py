@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -129,3 +130,43 @@ async def test_trace_spans_api_service_and_channel_with_traceparent(
     assert sent, [str(c.request.url) for c in to_sandbox.calls]
     expected = f"00-{incoming_trace}-{send.context.span_id:016x}-01"
     assert sent[0].headers["traceparent"] == expected
+
+
+async def test_the_aiohttp_transport_carries_the_current_span_traceparent(
+    exporter: InMemorySpanExporter,  # installs an SDK provider: real span ids
+) -> None:
+    """The default transport sends on aiohttp itself (not through httpx's hooks): its
+    requests carry the current span's traceparent too, and none outside a span's trace."""
+    from aiohttp import web  # noqa: PLC0415 - only this test serves
+
+    from paymux.channels.http import ChannelHttp  # noqa: PLC0415
+
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("traceparent"))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/gateway.do", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    http = ChannelHttp(
+        base_url=f"http://127.0.0.1:{port}", timeout_seconds=5, connect_timeout_seconds=5
+    )
+    try:
+        with tracing.span("channel.send", channel="alipay"):
+            current = trace.get_current_span().get_span_context()
+            answer = await http.request("POST", "/gateway.do", data={"a": "1"})
+        await http.request("POST", "/gateway.do", data={"a": "2"})
+    finally:
+        await http.aclose()
+        await runner.cleanup()
+    assert answer.status_code == 200 and answer.content == b"ok"
+    assert current.is_valid
+    flags = int(current.trace_flags)
+    assert seen[0] == f"00-{current.trace_id:032x}-{current.span_id:016x}-{flags:02x}"
+    assert seen[1] is None

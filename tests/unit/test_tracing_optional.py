@@ -16,12 +16,19 @@ class NoOtel:
 
 sys.meta_path.insert(0, NoOtel())
 from paymux import tracing
-from paymux.channels.http import make_http_client
+from paymux.channels.http import ChannelHttp
 assert not tracing.setup_from_environment()
 with tracing.span("channel.send", channel="alipay"):
     pass
 assert tracing.request_hooks() == {}
-client = make_http_client(base_url="http://127.0.0.1:1", timeout=1.0, transport="httpx")
+assert tracing.outgoing_headers() == {}
+for transport in ("httpx", "aiohttp"):
+    ChannelHttp(
+        base_url="http://127.0.0.1:1",
+        timeout_seconds=1.0,
+        connect_timeout_seconds=1.0,
+        transport=transport,
+    )
 print("ok")
 """
 

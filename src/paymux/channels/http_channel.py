@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paymux.channels.http import Transport, make_http_client
+from paymux.channels.http import Answer, AttemptHook, ChannelHttp, Transport
 from paymux.channels.retry import RetryPolicy
 from paymux.channels.transport import NoAnswer, exchange
 
@@ -79,10 +79,11 @@ class ChannelHttpSettings(BaseModel):
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retry_attempts, self.retry_initial_seconds, self.retry_max_seconds)
 
-    def http_client(self, base_url: str | None = None) -> httpx.AsyncClient:
-        return make_http_client(
+    def channel_http(self, base_url: str | None = None) -> ChannelHttp:
+        return ChannelHttp(
             base_url=self.base_url if base_url is None else base_url,
-            timeout=httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds),
+            timeout_seconds=self.timeout_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
             transport=self.transport,
             max_connections=self.max_connections,
         )
@@ -92,26 +93,26 @@ class HttpChannel:
     """Base of the HTTP channel adapters: one client (``_request`` sends once, classified)
     and one retry policy (``_retry.run`` resends while not accepted)."""
 
-    def __init__(
-        self,
-        settings: ChannelHttpSettings,
-        client: httpx.AsyncClient | None = None,
-        *,
-        base_url: str | None = None,
-    ) -> None:
-        self._client = client or settings.http_client(base_url)
+    def __init__(self, settings: ChannelHttpSettings, *, base_url: str | None = None) -> None:
+        self._http = settings.channel_http(base_url)
         self._retry = settings.retry_policy()
 
     @property
     def http(self) -> httpx.AsyncClient:
-        return self._client
+        """An httpx client on the same connections, for streamed statement downloads."""
+        return self._http.httpx_client
+
+    @property
+    def attempt_hooks(self) -> list[AttemptHook]:
+        """Awaited with (method, url) before each request attempt goes out."""
+        return self._http.attempt_hooks
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def _request(
-        self, method: str, url: str, *, label: str, **kwargs: Any
-    ) -> httpx.Response | NoAnswer:
+        self, method: str, path: str, *, label: str, **kwargs: Any
+    ) -> Answer | NoAnswer:
         """One request: RetryableBeforeAcceptance if certainly not sent, NoAnswer if
         it may have been."""
-        return await exchange(self._client, method, url, label=label, **kwargs)
+        return await exchange(self._http, method, path, label=label, **kwargs)

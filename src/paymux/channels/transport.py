@@ -4,8 +4,8 @@ The only failures worth resending at once are those where the request certainly 
 reached the channel (refused connection, DNS, connect or pool timeout). Anything later (a
 read timeout, a disconnect, a reset) may have reached it: the outcome is unknown, the
 transfer stays ``processing`` and the sync loop asks the channel (query), never a blind
-resend here. Both supported transports (httpx's own and aiohttp via httpx-aiohttp) are
-judged the same way.
+resend here. Both supported transports (aiohttp and httpx's own; also httpx over aiohttp,
+which statement downloads use) are judged the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import aiohttp
 import httpx
 
 from paymux.channels.errors import RetryableBeforeAcceptance
+from paymux.channels.http import Answer, ChannelHttp
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class NoAnswer:
 
 
 async def exchange(
-    client: httpx.AsyncClient, method: str, url: str, *, label: str, **kwargs: Any
-) -> httpx.Response | NoAnswer:
+    http: ChannelHttp, method: str, path: str, *, label: str, **kwargs: Any
+) -> Answer | NoAnswer:
     """Send one request and read its answer.
 
     Raises RetryableBeforeAcceptance when the request was certainly not sent (the caller's
@@ -64,7 +65,7 @@ async def exchange(
     transport raised.
     """
     try:
-        return await client.request(method, url, **kwargs)
+        return await http.request(method, path, **kwargs)
     except Exception as exc:  # anything not known to be "not sent" may have gone out
         name = type(exc).__name__
         if delivery_of(exc) is Delivery.NOT_SENT:
