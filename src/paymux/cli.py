@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PAYMUX_AUTO_MIGRATE"] = "false"
     try:
         uvicorn.run(
-            "paymux.api.app:create_app",
+            "paymux.api.app:create_served_app",
             factory=True,
             host=args.host or settings.host,
             port=args.port or settings.port,

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("domain", {"paymux.domain"}),
     # Process-wide plumbing with no knowledge of payments: configuration, log set-up and
     # per-request context, metrics, tracing, envelope encryption of stored secrets, and the
-    # named hook points tests and the benchmark attach to (production attaches nothing).
+    # named hook points tests and the benchmark attach to (production attaches nothing), and
+    # the collector tuning a served process applies after startup.
     (
         "foundation",
         {
@@ -37,6 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "paymux.tracing",
             "paymux.sealing",
             "paymux.hooks",
+            "paymux.gc_tuning",
         },
     ),
     # The Channel protocol, its errors, the entry-point registry, shared HTTP and sandbox kit.

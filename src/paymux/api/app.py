@@ -51,7 +51,14 @@ def background_loops(settings: Settings) -> list[Loop]:
     return loops
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_served_app() -> FastAPI:
+    """What ``paymux serve`` runs in each worker: the app, with the garbage collector
+    tuned for a long-lived process once startup is done (paymux/gc_tuning.py). Tests
+    build :func:`create_app`, which leaves the test process's collector alone."""
+    return create_app(tune_gc=True)
+
+
+def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> FastAPI:
     settings = settings or Settings()
     if not logging.getLogger().handlers:  # a uvicorn worker process: nobody configured it
         from paymux import logs  # noqa: PLC0415
@@ -67,6 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = gw
         app.state.merchant_auth = Authenticator(gw)
         await gw_gate(gw).load_scripts()  # even the first request is one round trip
+        if tune_gc:
+            from paymux.gc_tuning import tune_for_serving  # noqa: PLC0415
+
+            tune_for_serving()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(loop(gw, stop)) for loop in background_loops(settings)]
         try:
